@@ -1,0 +1,78 @@
+"""The interface every dataset implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from zoo.recipe import ModelRecipe
+
+__all__ = ["ImageDataset", "SPLITS"]
+
+SPLITS = ("train", "validation")
+
+
+class ImageDataset(abc.ABC):
+    """A labelled image-classification dataset with its two splits.
+
+    Subclasses register themselves in ``registry.DATASETS``. ``input_fn`` returns batches of
+    ``(images, labels)``: images float32 NHWC of the recipe's input size, normalised with the
+    recipe's mean and std; labels int32 in ``[0, num_classes)``.
+
+    Args:
+        recipe: the model's recipe (input size, normalisation, eval resize).
+        data_dir: where the data lives (unused by generated datasets).
+        num_classes: classes expected by the model; None to take the dataset's own count.
+        seed: seed of shuffling and augmentation; None for a random one.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        *,
+        recipe: ModelRecipe,
+        data_dir: Optional[str] = None,
+        num_classes: Optional[int] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.recipe = recipe
+        self.data_dir = data_dir
+        self._num_classes = num_classes
+        self.seed = seed
+
+    @classmethod
+    def from_flags(cls, flags: Any, recipe: ModelRecipe) -> ImageDataset:
+        """Builds the dataset from parsed absl flags (``main.py``)."""
+        return cls(recipe=recipe, data_dir=flags.data_dir, num_classes=flags.num_classes or None,
+                   seed=flags.seed)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the requested count, or the dataset's own)."""
+        return self._num_classes or self.recipe.num_classes
+
+    @abc.abstractmethod
+    def num_examples(self, split: str) -> int:
+        """Number of examples in ``split`` (``train`` or ``validation``)."""
+
+    @abc.abstractmethod
+    def input_fn(
+        self,
+        split: str,
+        *,
+        training: bool,
+        batch_size: int,
+        input_context: Optional[tf.distribute.InputContext] = None,
+    ) -> tf.data.Dataset:
+        """Batches of ``(images, labels)`` for one input pipeline.
+
+        Args:
+            split: ``train`` or ``validation``.
+            training: augment, shuffle and repeat (training) or not (evaluation: every example
+                once, the last partial batch kept).
+            batch_size: examples per batch of this pipeline (per replica).
+            input_context: this pipeline's shard among ``num_input_pipelines``; None for all.
+        """

@@ -1,0 +1,60 @@
+"""Synthetic data: one random batch repeated, so the input costs nothing (``--synthetic``)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+from absl import flags
+
+from datasets.base import ImageDataset
+from registry import DATASETS
+
+IMAGENET_TRAIN_IMAGES = 1_281_167
+IMAGENET_VAL_IMAGES = 50_000
+
+flags.DEFINE_integer(
+    "synthetic_train_images", IMAGENET_TRAIN_IMAGES,
+    "Epoch size of synthetic training data (ImageNet's by default, so epochs and the lr schedule "
+    "match a real run).", lower_bound=1)
+
+
+@DATASETS.register("synthetic", description="Random images and labels generated in memory.")
+class SyntheticDataset(ImageDataset):
+    """A fixed random batch, repeated forever; no file is read.
+
+    Args:
+        train_images: how many images an epoch of the training split pretends to have.
+        val_images: size of the validation split.
+        **kwargs: see :class:`datasets.base.ImageDataset`.
+    """
+
+    name = "synthetic"
+
+    def __init__(self, *, train_images: int = IMAGENET_TRAIN_IMAGES, val_images: int = IMAGENET_VAL_IMAGES,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sizes = {"train": int(train_images), "validation": int(val_images)}
+
+    @classmethod
+    def from_flags(cls, flags_obj: Any, recipe) -> SyntheticDataset:
+        return cls(recipe=recipe, num_classes=flags_obj.num_classes or None, seed=flags_obj.seed,
+                   train_images=flags_obj.synthetic_train_images)
+
+    def num_examples(self, split: str) -> int:
+        return self._sizes[split]
+
+    def input_fn(self, split: str, *, training: bool, batch_size: int,
+                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        size = self.recipe.input_size
+        seed = 0 if self.seed is None else self.seed
+        if input_context is not None:
+            seed += input_context.input_pipeline_id
+        gen = tf.random.Generator.from_seed(seed)
+        images = gen.normal((batch_size, size, size, 3), dtype=tf.float32)
+        labels = gen.uniform((batch_size,), 0, self.num_classes, dtype=tf.int32)
+        ds = tf.data.Dataset.from_tensors((images, labels))
+        if training:
+            return ds.repeat()
+        batches = -(-self._sizes[split] // batch_size)
+        return ds.repeat(batches)

@@ -1,0 +1,154 @@
+"""Train and evaluate image classifiers from the zoo on CPU, GPU or Ascend NPU.
+
+    python main.py --model=alexnet --backend=npu --rank_size=8 --data_dir=/data/imagenet
+    python main.py --flagfile=configs/alexnet_imagenet_8p.flags --data_dir=/data/imagenet
+
+Every flag of the Ascend ModelZoo recipe keeps its name and default; ``--helpfull`` lists the
+flags of every backend and dataset as well.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Sequence
+
+from absl import app, flags, logging
+
+import registry
+
+FLAGS = flags.FLAGS
+
+# -- what to run ------------------------------------------------------------------------------------
+flags.DEFINE_string("model", "alexnet", "Registered model name (see --list).")
+flags.DEFINE_string("backend", "cpu", "Device backend: cpu, gpu or npu (see --list).")
+flags.DEFINE_string("dataset", None, "Registered dataset name; default: synthetic with --synthetic, "
+                    "else inferred from --data_dir.")
+flags.DEFINE_list("extra_modules", [], "Python modules (or .py files) to import first; they register "
+                  "their own models, backends or datasets.")
+flags.DEFINE_enum("mode", "train", ["train"], "What to run.")
+flags.DEFINE_bool("list", False, "Print the registered models, backends and datasets, then exit.")
+
+# -- the recipe's flags (names and defaults as in its train.py) ------------------------------------
+flags.DEFINE_string("data_dir", None, "Train data dir: TFRecord shards or train/ and val/ image folders.")
+flags.DEFINE_integer("num_classes", None, "Number of classes (default: the dataset's own; 1000 for "
+                     "ImageNet).", lower_bound=1)
+flags.DEFINE_integer("image_size", None, "Image size of the model's input (default: the model's, 224).",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 128, "Mini-batch size per device.", lower_bound=1)
+flags.DEFINE_string("pretrained", None, "Path of a pretrained checkpoint to start from.")
+flags.DEFINE_float("lr", 0.06, "Peak learning rate, for the global batch.", lower_bound=0.0)
+flags.DEFINE_float("max_epochs", 150, "Max number of epochs to train the model.", lower_bound=0.0)
+flags.DEFINE_float("warmup_epochs", 5, "Epochs of linear learning-rate warm-up.", lower_bound=0.0)
+flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay (added to the loss as total_loss).", lower_bound=0.0)
+flags.DEFINE_float("momentum", 0.9, "Momentum.", lower_bound=0.0)
+flags.DEFINE_bool("use_nesterov", True, "Nesterov momentum (--nouse_nesterov to switch off).")
+flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross entropy.", lower_bound=0.0,
+                   upper_bound=1.0)
+flags.DEFINE_integer("save_summary_steps", 100, "Logging interval in steps.", lower_bound=1)
+# absl.logging defines --log_dir for its own log files; the recipe's flag of that name takes its place
+# (absl reads it only if asked to write log files, which this project never does).
+if "log_dir" in FLAGS:
+    delattr(FLAGS, "log_dir")
+flags.DEFINE_string("log_dir", None, "Where the log and checkpoints go (default: results/<N>p/<rank>).")
+flags.DEFINE_string("log_name", "alexnet_training.log", "Name of the log file.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Interval between checkpoints, in steps.", lower_bound=1)
+flags.DEFINE_string("checkpoint_dir", None, "Checkpoint directory (default: --log_dir).")
+flags.DEFINE_integer("max_train_steps", None, "Training steps; when set, overrides --max_epochs.",
+                     lower_bound=1)
+flags.DEFINE_bool("synthetic", False, "Use synthetic data (no file is read).")
+flags.DEFINE_string("version", "he_uniform", "Weight initialisation: he_uniform, xavier or torchvision.")
+flags.DEFINE_bool("do_checkpoint", True, "Save checkpoints (--nodo_checkpoint to switch off).")
+flags.DEFINE_integer("rank_size", 1, "Number of devices that train together.", lower_bound=1)
+flags.DEFINE_integer("group_size", 1, "Number of servers (hosts) the devices are spread over.", lower_bound=1)
+flags.DEFINE_integer("iterations_per_loop", 1251, "Steps per device loop (one tf.function call); a call "
+                     "also ends at each log line and checkpoint.", lower_bound=1)
+flags.DEFINE_float("epochs_between_evals", 5, "train_and_evaluate: epochs between evaluations.", lower_bound=0.0)
+flags.DEFINE_integer("max_checkpoint_to_save", 5, "Newest checkpoints to keep.", lower_bound=1)
+
+# -- the shared optimizer stack ----------------------------------------------------------------------
+flags.DEFINE_enum("optimizer", "momentum", ["momentum", "sgd", "adam", "rmsprop"], "Optimizer.")
+flags.DEFINE_float("optimizer_epsilon", 1e-7, "Epsilon of adam and rmsprop.", lower_bound=0.0)
+flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "piecewise", "exponential"],
+                  "Decay after warm-up, evaluated per epoch.")
+flags.DEFINE_list("lr_decay_boundaries", [], "piecewise: epochs at which the lr is multiplied by "
+                  "--lr_decay_factor, e.g. 30,60,80.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "piecewise/exponential: multiplier per decay.", lower_bound=0.0)
+flags.DEFINE_float("lr_decay_epochs", 1.0, "exponential: epochs between decays.", lower_bound=1e-9)
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "Compute precision (mixed for bf16/fp16; "
+                  "fp16 uses dynamic loss scaling).")
+flags.DEFINE_integer("seed", None, "Random seed of weights, shuffling and augmentation.")
+
+
+@flags.validator("lr_decay_boundaries", message="--lr_decay_boundaries must be increasing numbers of epochs")
+def _check_boundaries(values: List[str]) -> bool:
+    try:
+        numbers = [float(v) for v in values or []]
+    except ValueError:
+        return False
+    return numbers == sorted(numbers)
+
+
+def validate_names(flags_obj) -> None:
+    """Checks the registry names in flags; raises ``app.UsageError`` naming the flag."""
+    checks = [("model", registry.MODELS, flags_obj.model), ("backend", registry.BACKENDS, flags_obj.backend)]
+    if flags_obj.dataset:
+        checks.append(("dataset", registry.DATASETS, flags_obj.dataset))
+    for flag, reg, value in checks:
+        try:
+            reg.entry(value)
+        except registry.RegistryError as e:
+            raise app.UsageError(f"--{flag}={value}: {e}") from None
+    from zoo.alexnet import INITIALIZERS
+
+    if flags_obj.version not in INITIALIZERS:
+        raise app.UsageError(f"--version={flags_obj.version}: must be one of {', '.join(sorted(INITIALIZERS))}.")
+
+
+def print_registries() -> None:
+    for name, reg in (("models", registry.MODELS), ("backends", registry.BACKENDS), ("datasets", registry.DATASETS)):
+        print(f"{name}:")
+        for entry_name in reg.list():
+            desc = reg.metadata(entry_name).get("description", "")
+            print(f"  {entry_name:20s} {desc}")
+
+
+def _preload_extra_modules(argv: Sequence[str]) -> None:
+    """Imports ``--extra_modules`` before flag parsing so that plugins may define flags."""
+    for i, arg in enumerate(argv):
+        value = None
+        if arg.startswith("--extra_modules="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--extra_modules" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value:
+            registry.import_extra_modules(value)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    registry.import_extra_modules(FLAGS.extra_modules)
+    if FLAGS.list:
+        print_registries()
+        return 0
+    validate_names(FLAGS)
+    from training import runner  # heavy imports (TensorFlow) only once flags are valid
+
+    logging.set_verbosity(logging.INFO)
+    try:
+        return runner.run(FLAGS)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+# Registries and their packages are imported at module import so that every backend's and
+# dataset's flags exist before parsing (and show up in --helpfull).
+import backends  # noqa: E402,F401
+import datasets  # noqa: E402,F401
+import zoo  # noqa: E402,F401
+
+if __name__ == "__main__":
+    _preload_extra_modules(sys.argv[1:])
+    app.run(main)

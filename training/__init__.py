@@ -1,0 +1,1 @@
+"""The shared optimizer stack, training loop, logging and checkpoints."""

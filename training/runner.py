@@ -1,0 +1,149 @@
+"""Assembles model, backend, dataset and optimizer from flags and runs a mode.
+
+``main.py`` parses and validates flags and calls :func:`run`; everything that computes lives in
+the packages this module wires together.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import tensorflow as tf
+from absl import logging
+
+import zoo
+from backends.base import Backend
+from datasets.base import ImageDataset
+from keras_compat import keras, set_precision_policy
+from registry import BACKENDS, DATASETS
+from training.checkpoints import Checkpointer
+from training.log import TrainLog
+from training.optimizers import build_optimizer
+from training.schedules import WarmupDecaySchedule
+from training.trainer import TrainConfig, Trainer, TrainResult
+from zoo.recipe import ModelRecipe
+
+__all__ = ["dataset_name", "default_log_dir", "make_backend", "make_dataset", "run", "train"]
+
+
+def dataset_name(flags: Any) -> str:
+    """The dataset to use: ``--dataset``, else ``synthetic`` for ``--synthetic``, else inferred."""
+    if flags.synthetic:
+        if flags.dataset not in (None, "synthetic"):
+            raise ValueError(f"--synthetic conflicts with --dataset={flags.dataset}; pass one of them.")
+        return "synthetic"
+    if flags.dataset:
+        return flags.dataset
+    if flags.data_dir:
+        return _infer_dataset(flags.data_dir)
+    if "demo" in DATASETS:
+        return "demo"
+    raise ValueError("no data: pass --data_dir=DIR (ImageNet TFRecords or an image folder) or --synthetic.")
+
+
+def _infer_dataset(data_dir: str) -> str:
+    """``imagenet`` for TFRecord shards, ``image_folder`` for train/ and val/ folders."""
+    if tf.io.gfile.glob(os.path.join(data_dir, "train-*")) and "imagenet" in DATASETS:
+        return "imagenet"
+    if "image_folder" in DATASETS:
+        return "image_folder"
+    raise ValueError(f"--data_dir={data_dir}: cannot tell its format; pass --dataset (one of {DATASETS.list()}).")
+
+
+def make_backend(flags: Any) -> Backend:
+    """The backend named by ``--backend``, configured from flags."""
+    return BACKENDS.get(flags.backend).from_flags(flags)
+
+
+def make_dataset(flags: Any, recipe: ModelRecipe) -> ImageDataset:
+    """The dataset chosen by :func:`dataset_name`, configured from flags and the model's recipe."""
+    return DATASETS.get(dataset_name(flags)).from_flags(flags, recipe)
+
+
+def default_log_dir(rank_size: int, rank: int) -> str:
+    """``results/<N>p/<rank>``, the seed's layout."""
+    return os.path.join("results", f"{rank_size}p", str(rank))
+
+
+def _model_kwargs(flags: Any) -> dict:
+    return {"version": flags.version}
+
+
+def train(flags: Any, backend: Backend) -> TrainResult:
+    """Trains ``--model`` on ``--dataset`` with the shared optimizer stack (``--mode=train``)."""
+    recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
+    dataset = make_dataset(flags, recipe)
+    num_classes = flags.num_classes or dataset.num_classes
+    global_batch = flags.batch_size * backend.num_replicas
+    num_train = dataset.num_examples("train")
+    steps_per_epoch = num_train // global_batch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"the training split has {num_train} images, fewer than one global batch of {global_batch} "
+            f"(--batch_size={flags.batch_size} x {backend.num_replicas} replicas); lower --batch_size."
+        )
+    max_steps = flags.max_train_steps or int(round(flags.max_epochs * steps_per_epoch))
+    log_dir = flags.log_dir or default_log_dir(backend.world_size, backend.rank)
+    ckpt_dir = flags.checkpoint_dir or log_dir
+    log = TrainLog(log_dir, flags.log_name, write_files=True,
+                   prefix=f"[rank {backend.rank}] " if backend.world_size > 1 else "")
+    log.info(
+        f"model={flags.model} dataset={dataset.name} {backend.describe()} classes={num_classes} "
+        f"image_size={recipe.input_size} global_batch={global_batch} steps_per_epoch={steps_per_epoch} "
+        f"max_steps={max_steps} log_dir={log_dir}"
+    )
+
+    schedule = WarmupDecaySchedule(
+        flags.lr, steps_per_epoch, warmup_epochs=flags.warmup_epochs, max_epochs=flags.max_epochs,
+        kind=flags.lr_schedule, boundaries=[float(b) for b in flags.lr_decay_boundaries or ()],
+        decay_factor=flags.lr_decay_factor, decay_epochs=flags.lr_decay_epochs,
+    )
+    with backend.scope():
+        model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes, **_model_kwargs(flags))
+        optimizer = build_optimizer(
+            flags.optimizer, schedule, momentum=flags.momentum, use_nesterov=flags.use_nesterov,
+            epsilon=flags.optimizer_epsilon, loss_scaling=flags.precision == "fp16",
+        )
+        optimizer = backend.wrap_optimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+
+    checkpointer = None
+    if flags.do_checkpoint:
+        checkpointer = Checkpointer(ckpt_dir, max_to_keep=flags.max_checkpoint_to_save,
+                                    is_chief=backend.is_chief, model=model, optimizer=optimizer)
+    config = TrainConfig(
+        num_classes=num_classes, per_replica_batch=flags.batch_size, global_batch=global_batch,
+        num_train_examples=num_train, max_steps=max_steps, iterations_per_loop=flags.iterations_per_loop,
+        save_summary_steps=flags.save_summary_steps, save_checkpoints_steps=flags.save_checkpoints_steps,
+        label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay,
+    )
+    trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
+                      log=log, checkpointer=checkpointer)
+
+    def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+        batch = ctx.get_per_replica_batch_size(global_batch) if ctx else flags.batch_size
+        return dataset.input_fn("train", training=True, batch_size=batch, input_context=ctx)
+
+    try:
+        return trainer.train(dataset_fn)
+    finally:
+        log.close()
+
+
+MODES = {"train": train}
+
+
+def run(flags: Any) -> int:
+    """Sets the backend up and runs ``--mode``; returns the process exit code."""
+    backend = make_backend(flags)
+    launched = backend.maybe_launch(None)
+    if launched is not None:
+        return launched
+    backend.setup()
+    set_precision_policy(flags.precision)
+    if flags.seed is not None:
+        keras.utils.set_random_seed(flags.seed)
+    logging.info("Running --mode=%s on %s", flags.mode, backend.describe())
+    MODES[flags.mode](flags, backend)
+    return 0
