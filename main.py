@@ -9,7 +9,11 @@ flags of every backend and dataset as well.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) hides the training log.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from typing import List, Sequence
 
 from absl import app, flags, logging
