@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) hides the training log.
+# Fewer TensorFlow C++ notices on stderr (a few start-up lines are printed regardless).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from typing import List, Sequence
 
