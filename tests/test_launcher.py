@@ -1,0 +1,212 @@
+"""backends/launcher.py with real processes (tests/launcher_worker.py stands in for training)."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from backends.launcher import describe_exit, free_ports, launch, launch_ranks
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "launcher_worker.py")
+ROOT = os.path.dirname(HERE)
+
+
+def cmd(*args):
+    return [sys.executable, WORKER, *args]
+
+
+def envs(n, **extra):
+    return [dict(RANK=str(i), **extra) for i in range(n)]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def read_pids(pid_dir, n):
+    return [int(open(os.path.join(pid_dir, f"rank{i}.pid")).read()) for i in range(n)]
+
+
+def test_all_ranks_succeed_output_prefixed_and_logged(tmp_path):
+    out = io.StringIO()
+    result = launch_ranks([cmd("ok")] * 2, envs(2, EXTRA="hello"), log_dir=str(tmp_path), stream=out)
+    assert result.returncode == 0 and result.failed_rank is None and result.message == ""
+    lines = out.getvalue().splitlines()
+    for rank in (0, 1):
+        assert f"[rank {rank}] worker {rank} line 2 env=hello" in lines
+        logged = (tmp_path / f"launcher_rank_{rank}.log").read_text().splitlines()
+        assert logged[-1] == f"worker {rank} line 2 env=hello"  # file keeps the raw line
+    assert [e.returncode for e in result.ranks] == [0, 0]
+
+
+def test_prefix_not_doubled():
+    out = io.StringIO()
+    code = launch([[sys.executable, "-c", "print('[rank 0] already tagged')"]], stream=out)
+    assert code == 0
+    assert out.getvalue().splitlines() == ["[rank 0] already tagged"]
+
+
+def test_failed_rank_stops_others_and_is_named(tmp_path, capsys):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    out = io.StringIO()
+    result = launch_ranks([cmd("sleep"), cmd("fail", "3"), cmd("sleep")], envs(3, PID_DIR=str(pid_dir)),
+                          stream=out, grace_s=5, tail_lines=5)
+    assert result.returncode == 3
+    assert result.failed_rank == 1
+    assert "rank 1" in result.message and "exited with code 3" in result.message
+    assert "worker 1 giving up" in result.message  # its last lines, stderr included
+    assert "worker 1 progress 28" in result.message
+    assert "progress 20" not in result.message  # only the last 5 lines
+    assert "Stopped rank(s) 0, 2" in result.message
+    assert result.ranks[0].stopped_by_launcher and result.ranks[2].stopped_by_launcher
+    assert result.ranks[0].returncode == -signal.SIGTERM
+    assert "launcher: rank 1" in capsys.readouterr().err
+    assert wait_gone(read_pids(pid_dir, 3), 1.0) == []
+
+
+def test_rank_killed_by_signal(tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+
+    def kill_rank0_when_ready():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (pid_dir / "rank0.pid").exists() and (pid_dir / "rank1.pid").exists():
+                time.sleep(0.3)
+                os.kill(int((pid_dir / "rank0.pid").read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    import threading
+
+    killer = threading.Thread(target=kill_rank0_when_ready)
+    killer.start()
+    result = launch_ranks([cmd("sleep"), cmd("sleep")], envs(2, PID_DIR=str(pid_dir)), stream=io.StringIO(),
+                          grace_s=5)
+    killer.join()
+    assert result.failed_rank == 0
+    assert result.returncode == 128 + signal.SIGKILL
+    assert "rank 0" in result.message and "was killed by SIGKILL" in result.message
+    assert "worker 0 ready" in result.message
+    assert wait_gone(read_pids(pid_dir, 2), 1.0) == []
+
+
+def test_rank_ignoring_sigterm_is_killed_after_grace(tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    out = io.StringIO()
+    # Rank 0 fails only after rank 1 has had time to install its SIGTERM handler.
+    slow_fail = [sys.executable, "-c", "import time,sys; time.sleep(2); print('bye'); sys.exit(2)"]
+    began = time.monotonic()
+    result = launch_ranks([slow_fail, cmd("stubborn")], envs(2, PID_DIR=str(pid_dir)), stream=out, grace_s=1.0)
+    assert result.returncode == 2 and result.failed_rank == 0
+    assert result.ranks[1].returncode == -signal.SIGKILL  # SIGTERM was ignored
+    assert time.monotonic() - began < 60  # bounded: not the worker's 600 s sleep
+    assert wait_gone([result.ranks[1].pid], 1.0) == []
+
+
+def test_grandchildren_are_stopped_too(tmp_path):
+    grandchild_file = tmp_path / "grandchild.pid"
+    slow_fail = [sys.executable, "-c", "import time,sys; time.sleep(2); sys.exit(1)"]
+    result = launch_ranks([cmd("spawn", str(grandchild_file)), slow_fail], envs(2), stream=io.StringIO(),
+                          grace_s=2)
+    assert result.returncode == 1 and result.failed_rank == 1
+    assert wait_gone([int(grandchild_file.read_text())], 5.0) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux CPU affinity")
+def test_cpu_sets_pin_each_rank():
+    cpus = sorted(os.sched_getaffinity(0))
+    out = io.StringIO()
+    sets = [[cpus[0]], [cpus[-1]]]
+    assert launch([cmd("affinity")] * 2, envs(2), cpu_sets=sets, stream=out) == 0
+    text = out.getvalue()
+    assert f"[rank 0] worker 0 cpus={cpus[0]}" in text
+    assert f"[rank 1] worker 1 cpus={cpus[-1]}" in text
+
+
+def test_finish_timeout_stops_a_rank_left_waiting():
+    out = io.StringIO()
+    result = launch_ranks([cmd("ok"), cmd("sleep")], envs(2), stream=out, finish_timeout_s=1.0, grace_s=2)
+    assert result.returncode == 1 and result.failed_rank == 1
+    assert "still running" in result.message and "worker 1 ready" in result.message
+
+
+def _run_launcher_script(tmp_path, n=2):
+    """Starts a launcher in its own process (so that it can be signalled) with sleeping ranks."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from backends.launcher import launch
+        envs = [dict(RANK=str(i), PID_DIR={str(pid_dir)!r}) for i in range({n})]
+        sys.exit(launch([[sys.executable, {WORKER!r}, "sleep"]] * {n}, envs, grace_s=3))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while len(list(pid_dir.iterdir())) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return proc, pid_dir
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_launcher_stops_every_rank(tmp_path, signum):
+    proc, pid_dir = _run_launcher_script(tmp_path)
+    pids = read_pids(pid_dir, 2)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum
+    assert f"interrupted by {signal.Signals(signum).name}" in err
+    assert wait_gone(pids, 2.0) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_ranks_die_with_a_killed_launcher(tmp_path):
+    proc, pid_dir = _run_launcher_script(tmp_path)
+    pids = read_pids(pid_dir, 2)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert wait_gone(pids, 10.0) == []
+
+
+def test_bad_arguments_say_what_is_wrong():
+    with pytest.raises(ValueError, match="no command"):
+        launch([])
+    with pytest.raises(ValueError, match="2 commands but 1 environments"):
+        launch([cmd("ok")] * 2, [{}])
+    with pytest.raises(ValueError, match="rank 1 is empty"):
+        launch([cmd("ok"), []])
+
+
+def test_missing_program_is_a_failed_rank():
+    result = launch_ranks([[os.path.join(ROOT, "no-such-program")]], stream=io.StringIO())
+    assert result.returncode != 0 and result.failed_rank == 0
+
+
+def test_helpers():
+    ports = free_ports(3)
+    assert len(set(ports)) == 3 and all(0 < p < 65536 for p in ports)
+    assert describe_exit(-9) == "was killed by SIGKILL"
+    assert describe_exit(4) == "exited with code 4"
