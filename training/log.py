@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from typing import Dict, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO
 
 LINE_FORMAT = "step:%6i, epoch:%5.1f, FPS:%7.1f, loss:%6.3f, total_loss:%6.3f, lr:%7.5f, batch_time:%3.6f"
 
@@ -59,6 +59,7 @@ class TrainLog:
         self.prefix = prefix
         self.stream = stream or sys.stdout
         self._text = self._jsonl = None
+        self._listeners: List[Callable[[Dict], None]] = []
         if log_dir and write_files:
             os.makedirs(log_dir, exist_ok=True)
             self._text = open(os.path.join(log_dir, log_name), "a", buffering=1)
@@ -73,17 +74,22 @@ class TrainLog:
         """Writes the fixed-format line for one interval and returns it."""
         line = format_line(step, epoch, fps, loss, total_loss, lr, batch_time)
         self._emit(line)
-        if self._jsonl:
-            record = dict(type="train", step=step, epoch=round(epoch, 4), images_per_second=fps,
-                          loss=loss, total_loss=total_loss, lr=lr, interval_seconds=batch_time,
-                          time=time.time())
-            self._jsonl.write(json.dumps(record) + "\n")
+        record = dict(type="train", step=step, epoch=round(epoch, 4), images_per_second=fps,
+                      loss=loss, total_loss=total_loss, lr=lr, interval_seconds=batch_time,
+                      time=time.time())
+        self.metrics(record)
         return line
 
     def metrics(self, record: Dict) -> None:
         """Appends an arbitrary JSON record (e.g. evaluation results) to ``metrics.jsonl``."""
         if self._jsonl:
             self._jsonl.write(json.dumps(record) + "\n")
+        for listener in self._listeners:
+            listener(record)
+
+    def add_listener(self, listener: Callable[[Dict], None]) -> None:
+        """Calls ``listener(record)`` with every record written (e.g. TensorBoard summaries)."""
+        self._listeners.append(listener)
 
     def _emit(self, line: str) -> None:
         print(self.prefix + line, file=self.stream, flush=True)
