@@ -1,0 +1,87 @@
+"""Common base of the datasets that read image files (TFRecords, image folders, the demo)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from datasets import pipeline, preprocessing
+from datasets.base import ImageDataset
+from datasets.pipeline import PipelineOptions
+from datasets.preprocessing import PreprocessConfig
+
+__all__ = ["FileDataset"]
+
+
+class FileDataset(ImageDataset):
+    """A dataset whose readers yield encoded images; preprocessing and batching are shared.
+
+    Subclasses implement :meth:`records` (a dataset of ``{"encoded", "label"[, "bboxes"]}``
+    for one pipeline) and :meth:`num_examples`.
+
+    Args:
+        options: tf.data knobs (shuffle buffer, determinism, thread pool).
+        preprocess: overrides of :class:`PreprocessConfig` fields; None values keep the dataset's
+            defaults (``default_area_range``, ``default_random_flip``) or the recipe's.
+        **kwargs: see :class:`datasets.base.ImageDataset`.
+    """
+
+    default_area_range: Tuple[float, float] = (0.08, 1.0)
+    default_random_flip: bool = True
+    label_offset: int = 0
+
+    def __init__(self, *, options: Optional[PipelineOptions] = None,
+                 preprocess: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = options or PipelineOptions()
+        overrides: Dict[str, Any] = dict(area_range=self.default_area_range, random_flip=self.default_random_flip)
+        overrides.update({k: v for k, v in (preprocess or {}).items() if v is not None})
+        self.preprocess_config = PreprocessConfig.from_recipe(self.recipe, **overrides)
+
+    @classmethod
+    def from_flags(cls, flags_obj: Any, recipe) -> FileDataset:
+        return cls(recipe=recipe, data_dir=flags_obj.data_dir, num_classes=flags_obj.num_classes or None,
+                   seed=flags_obj.seed, options=pipeline.options_from_flags(flags_obj),
+                   preprocess=pipeline.preprocess_overrides(flags_obj), **cls.extra_kwargs(flags_obj))
+
+    @classmethod
+    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
+        """Subclass-specific constructor arguments taken from flags."""
+        return {}
+
+    @abc.abstractmethod
+    def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
+                seed: Optional[int]) -> tf.data.Dataset:
+        """This pipeline's encoded images with labels; shuffled and repeated when training."""
+
+    def pipeline_seed(self, input_context: Optional[tf.distribute.InputContext]) -> Optional[int]:
+        """The seed of one pipeline: ``--seed`` plus the pipeline id (None stays random)."""
+        if self.seed is None:
+            return None
+        return self.seed + (input_context.input_pipeline_id if input_context is not None else 0)
+
+    def input_fn(self, split: str, *, training: bool, batch_size: int,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 normalize: bool = True) -> tf.data.Dataset:
+        """Batches of ``(images, labels)``; see :meth:`datasets.base.ImageDataset.input_fn`.
+
+        Args:
+            normalize: float32 normalised images (default); False yields uint8 images, 4x fewer
+                bytes to move to an accelerator, to be normalised there with :meth:`normalize`.
+        """
+        pipeline.check_split(split)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        seed = self.pipeline_seed(input_context)
+        records = self.records(split, training=training, input_context=input_context, seed=seed)
+        return pipeline.batches(
+            records, training=training, batch_size=batch_size, config=self.preprocess_config,
+            num_classes=self.num_classes, options=self.options, seed=seed, normalize=normalize,
+            label_offset=self.label_offset,
+        )
+
+    def normalize(self, images: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """Normalises uint8 images from ``input_fn(..., normalize=False)`` with the recipe's mean/std."""
+        return preprocessing.normalize(images, self.preprocess_config.mean, self.preprocess_config.std, dtype)

@@ -1,0 +1,97 @@
+"""``image_folder``: the seed's layout, ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from datasets import folders, pipeline
+from datasets.file_dataset import FileDataset
+from registry import DATASETS
+
+__all__ = ["ImageFolderDataset", "default_label_map_path"]
+
+LABEL_MAP_NAME = "label_map.txt"
+
+
+def default_label_map_path(flags_obj: Any) -> str:
+    """``<log_dir>/label_map.txt``; the log directory defaults to the runner's ``results/<N>p/0``."""
+    log_dir = flags_obj.log_dir or os.path.join("results", f"{flags_obj.rank_size}p", "0")
+    return os.path.join(log_dir, LABEL_MAP_NAME)
+
+
+@DATASETS.register("image_folder", description="JPEG/PNG files in train/<class>/ and val/<class>/ folders.")
+class ImageFolderDataset(FileDataset):
+    """Images in one folder per class; classes sorted by name, the same list for both splits.
+
+    Args:
+        label_map_path: where to write ``<label>\\t<class>`` lines (None: do not write).
+        **kwargs: see :class:`datasets.file_dataset.FileDataset`; ``data_dir`` is required.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` or its ``train/`` folder is missing.
+        ValueError: no class folders, an empty class folder, ``num_classes`` different from the
+            number of class folders.
+    """
+
+    name = "image_folder"
+
+    def __init__(self, *, label_map_path: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not self.data_dir:
+            raise ValueError(f"the {self.name} dataset needs --data_dir; {folders.LAYOUT_HINT}.")
+        self._splits: Dict[str, folders.FolderSplit] = {}
+        train = self.split("train")
+        if self._num_classes is not None and self._num_classes != len(train.classes):
+            raise ValueError(
+                f"--num_classes={self._num_classes} does not match the data: {train.directory} has "
+                f"{len(train.classes)} class folders. Drop --num_classes or fix the folders."
+            )
+        if label_map_path:
+            folders.write_label_map(label_map_path, train.classes)
+            logging.info("%s: %d classes, label map written to %s", self.data_dir, len(train.classes),
+                         label_map_path)
+
+    @classmethod
+    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
+        return {"label_map_path": default_label_map_path(flags_obj)}
+
+    @property
+    def classes(self) -> List[str]:
+        """Class names; label ``i`` is ``classes[i]``."""
+        return self.split("train").classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, split: str) -> folders.FolderSplit:
+        """The files of ``split`` (scanned once); validation uses the training split's classes."""
+        pipeline.check_split(split)
+        if split not in self._splits:
+            classes = None if split == "train" else self.split("train").classes
+            found = folders.scan_split(self.data_dir, split, classes)
+            if found.ignored:
+                logging.warning("%s: ignored %d file(s) that are not JPEG or PNG, e.g. %s", found.directory,
+                                len(found.ignored), found.ignored[0])
+            self._splits[split] = found
+        return self._splits[split]
+
+    def num_examples(self, split: str) -> int:
+        return len(self.split(split))
+
+    def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
+                seed: Optional[int]) -> tf.data.Dataset:
+        found = self.split(split)
+        ds = tf.data.Dataset.from_tensor_slices((found.files, tf.constant(found.labels, tf.int32)))
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if training:
+            # Shuffling file names is cheap, so the whole list is shuffled, anew each epoch.
+            ds = ds.shuffle(len(found), seed=seed, reshuffle_each_iteration=True).repeat()
+        return pipeline.map_records(
+            ds, lambda path, label: {"encoded": tf.io.read_file(path), "label": label},
+            self.options.deterministic)

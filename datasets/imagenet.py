@@ -1,0 +1,139 @@
+"""``imagenet``: TFRecord shards ``train-*`` and ``validation-*`` (the TensorFlow models layout)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+import tensorflow as tf
+from absl import flags, logging
+
+from datasets import pipeline, tfrecord_format
+from datasets.file_dataset import FileDataset
+from registry import DATASETS
+
+__all__ = ["IMAGENET_EXAMPLES", "ImageNetDataset"]
+
+flags.DEFINE_integer("label_offset", None, "Subtracted from the labels stored in TFRecords (default: the "
+                     "value in dataset_info.json, else 1: ImageNet stores 1..1000).")
+
+# The standard ImageNet-1k conversion: 1024 training shards, 128 validation shards.
+IMAGENET_EXAMPLES = {"train": (1024, 1_281_167), "validation": (128, 50_000)}
+_READ_BUFFER = 8 << 20  # bytes per file reader: large sequential reads
+_CYCLE_LENGTH = 16      # files read concurrently per pipeline
+
+
+@DATASETS.register("imagenet", description="ImageNet-layout TFRecord shards train-*/validation-* "
+                   "(image/encoded, image/class/label, optional boxes).")
+class ImageNetDataset(FileDataset):
+    """TFRecords in the ImageNet layout, with optional bounding boxes feeding the crop sampler.
+
+    Args:
+        label_offset: subtracted from stored labels; None: ``dataset_info.json``'s, else 1.
+        **kwargs: see :class:`datasets.file_dataset.FileDataset`; ``data_dir`` is required.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` is missing.
+        ValueError: ``num_classes`` contradicts ``dataset_info.json``.
+    """
+
+    name = "imagenet"
+
+    def __init__(self, *, label_offset: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not self.data_dir:
+            raise ValueError("the imagenet dataset needs --data_dir, a directory of train-* and validation-* "
+                             "TFRecord shards (build them with tools/build_tfrecords.py).")
+        if not tf.io.gfile.isdir(self.data_dir):
+            raise FileNotFoundError(f"--data_dir={self.data_dir} does not exist or is not a directory.")
+        self.info = tfrecord_format.read_info(self.data_dir) or {}
+        if label_offset is None:
+            label_offset = int(self.info.get("label_offset", 1))
+        self.label_offset = int(label_offset)
+        stored = self.info.get("num_classes")
+        if stored is not None and self._num_classes is not None and int(stored) != self._num_classes:
+            raise ValueError(
+                f"--num_classes={self._num_classes} does not match the data: "
+                f"{os.path.join(self.data_dir, tfrecord_format.INFO_FILE)} says {stored} classes."
+            )
+        self._files: Dict[str, List[str]] = {}
+        self._counts: Dict[str, int] = {}
+
+    @classmethod
+    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
+        return {"label_offset": flags_obj.label_offset}
+
+    @property
+    def num_classes(self) -> int:
+        if self._num_classes:
+            return self._num_classes
+        return int(self.info.get("num_classes", self.recipe.num_classes))
+
+    def files(self, split: str) -> List[str]:
+        """The shards of ``split``, sorted; each checked once for being readable."""
+        pipeline.check_split(split)
+        if split not in self._files:
+            pattern = os.path.join(self.data_dir, tfrecord_format.SPLIT_PREFIX[split] + "-*")
+            found = sorted(f for f in tf.io.gfile.glob(pattern) if not f.endswith((".tmp", ".json")))
+            if not found:
+                raise FileNotFoundError(
+                    f"no {split} TFRecord shards matching {pattern}; build them with "
+                    "tools/build_tfrecords.py, or pass --dataset=image_folder for a folder of images."
+                )
+            _check_readable(found)
+            self._files[split] = found
+        return self._files[split]
+
+    def num_examples(self, split: str) -> int:
+        if split in self._counts:
+            return self._counts[split]
+        files = self.files(split)
+        stored = self.info.get("splits", {}).get(split, {})
+        if "examples" in stored and int(stored.get("shards", len(files))) == len(files):
+            count = int(stored["examples"])
+        elif (len(files), tfrecord_format.shard_name(split, 0, len(files))) == (
+                IMAGENET_EXAMPLES[split][0], os.path.basename(files[0])):
+            count = IMAGENET_EXAMPLES[split][1]
+        else:
+            logging.info("Counting the %s records in %d shards (no dataset_info.json)...", split, len(files))
+            count = int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        self._counts[split] = count
+        return count
+
+    def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
+                seed: Optional[int]) -> tf.data.Dataset:
+        shard = pipeline.file_shard(self.files(split), input_context)
+        by_example = shard.num_shards > 1
+        files = tf.data.Dataset.from_tensor_slices(shard.files)
+        if training:
+            # Every pipeline must see the same file order when it keeps every n-th example.
+            file_seed = (self.seed or 0) if by_example else seed
+            files = files.shuffle(len(shard.files), seed=file_seed, reshuffle_each_iteration=True).repeat()
+        ds = files.interleave(
+            lambda f: tf.data.TFRecordDataset(f, buffer_size=_READ_BUFFER),
+            cycle_length=min(len(shard.files), _CYCLE_LENGTH), block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.options.deterministic or by_example,
+        )
+        if by_example:
+            ds = ds.shard(shard.num_shards, shard.index)
+        if training:
+            ds = ds.shuffle(self.options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return pipeline.map_records(ds, tfrecord_format.parse_record, self.options.deterministic)
+
+
+def _check_readable(files: List[str]) -> None:
+    """Raises a ValueError naming the shards that are empty or whose first record is corrupt."""
+    bad = []
+    for path in files:
+        try:
+            if tf.io.gfile.stat(path).length == 0:
+                bad.append(f"{path} (empty file)")
+                continue
+            for _ in tf.data.TFRecordDataset(path).take(1):
+                pass
+        except (tf.errors.OpError, OSError) as e:
+            bad.append(f"{path} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"{len(bad)} unreadable TFRecord shard(s): {shown}. Rebuild them with "
+                         "tools/build_tfrecords.py or remove them.")

@@ -1,0 +1,187 @@
+"""The tf.data plumbing shared by the file-based datasets: flags, sharding, seeds, batching.
+
+A reader turns its files into a dataset of records ``{"encoded", "label"[, "bboxes"]}``;
+:func:`batches` does the rest (per-image seeds, parallel preprocessing, batching, normalisation,
+prefetching), so TFRecords and image folders share one fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from absl import flags
+
+from datasets import preprocessing
+from datasets.preprocessing import PreprocessConfig
+
+__all__ = ["PipelineOptions", "Shard", "batches", "file_shard", "options_from_flags", "preprocess_overrides"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+flags.DEFINE_integer("shuffle_buffer", 10_000, "Training examples in the shuffle buffer (TFRecords; image "
+                     "folders shuffle their whole file list).", lower_bound=1)
+flags.DEFINE_bool("deterministic", False, "Reproducible input order and augmentation (with --seed); slower "
+                  "than the default, which lets parallel reads finish out of order.")
+flags.DEFINE_enum("eval_resize", "shorter", list(preprocessing.EVAL_RESIZE_MODES),
+                  "Evaluation resize before the central crop: 'shorter' side to 256 (torchvision) or "
+                  "'square' 256x256 (the recipe); both scale with --image_size.")
+flags.DEFINE_integer("input_threads", 0, "Private thread pool of the input pipeline (0: TensorFlow's shared "
+                     "pool).", lower_bound=0)
+flags.DEFINE_float("min_crop_area", None, "Smallest training crop, as a fraction of the image area "
+                   "(default: the dataset's, 0.08 as in the recipe).", lower_bound=1e-3, upper_bound=1.0)
+flags.DEFINE_bool("random_flip", None, "Random horizontal flips in training (default: the dataset's; on "
+                  "except for the digits demo).")
+flags.DEFINE_bool("dct_scaling", True, "Decode JPEG crops at a reduced DCT scale when they are at least "
+                  "twice the output size (faster; --nodct_scaling decodes at full scale).")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """tf.data knobs.
+
+    Attributes:
+        shuffle_buffer: examples in the training shuffle buffer.
+        deterministic: keep the element order fixed (reproducible with a seed).
+        private_threads: size of a private thread pool; 0 for TensorFlow's shared one.
+    """
+
+    shuffle_buffer: int = 10_000
+    deterministic: bool = False
+    private_threads: int = 0
+
+
+def options_from_flags(flags_obj: Any) -> PipelineOptions:
+    """:class:`PipelineOptions` from parsed flags."""
+    return PipelineOptions(shuffle_buffer=flags_obj.shuffle_buffer, deterministic=flags_obj.deterministic,
+                           private_threads=flags_obj.input_threads)
+
+
+def preprocess_overrides(flags_obj: Any) -> dict:
+    """Keyword overrides of :class:`PreprocessConfig` from parsed flags (None: keep the default)."""
+    area = None if flags_obj.min_crop_area is None else (flags_obj.min_crop_area, 1.0)
+    return dict(eval_mode=flags_obj.eval_resize, area_range=area, random_flip=flags_obj.random_flip,
+                dct_scaling=flags_obj.dct_scaling)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """How one input pipeline takes its part of the data.
+
+    Attributes:
+        files: the files this pipeline reads.
+        num_shards: when > 1, the pipeline additionally keeps every ``num_shards``-th example.
+        index: which of those examples (0-based) it keeps.
+    """
+
+    files: List[str]
+    num_shards: int = 1
+    index: int = 0
+
+
+def file_shard(files: Sequence[str], input_context: Optional[tf.distribute.InputContext]) -> Shard:
+    """Splits ``files`` among input pipelines: whole files when there are enough, else examples.
+
+    With at least as many files as pipelines, pipeline ``i`` reads files ``i, i+n, i+2n, ...``
+    (no pipeline reads another's data, reads stay sequential). With fewer files every pipeline
+    reads every file and keeps every n-th example, which needs a deterministic read order.
+    """
+    files = sorted(files)
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return Shard(files)
+    n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if len(files) >= n:
+        return Shard(files[i::n])
+    return Shard(files, num_shards=n, index=i)
+
+
+def apply_options(ds: tf.data.Dataset, options: PipelineOptions) -> tf.data.Dataset:
+    """Sets determinism, the thread pool and autotuning on ``ds``."""
+    opts = tf.data.Options()
+    opts.deterministic = options.deterministic
+    opts.autotune.enabled = True
+    if options.private_threads:
+        opts.threading.private_threadpool_size = options.private_threads
+    return ds.with_options(opts)
+
+
+def _seeds(seed: Optional[int]) -> tf.data.Dataset:
+    """An endless dataset of int64 [2] seeds, one per image."""
+    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+
+
+def _check_label(label: tf.Tensor, num_classes: int) -> tf.Tensor:
+    label = tf.cast(label, tf.int32)
+    message = (f"a label is outside [0, {num_classes}): check --num_classes and --label_offset "
+               "(ImageNet TFRecords store 1..1000, so their offset is 1)")
+    with tf.control_dependencies([
+        tf.debugging.assert_greater_equal(label, 0, message=message),
+        tf.debugging.assert_less(label, num_classes, message=message),
+    ]):
+        return tf.identity(label)
+
+
+def batches(
+    records: tf.data.Dataset,
+    *,
+    training: bool,
+    batch_size: int,
+    config: PreprocessConfig,
+    num_classes: int,
+    options: PipelineOptions,
+    seed: Optional[int] = None,
+    normalize: bool = True,
+    label_offset: int = 0,
+) -> tf.data.Dataset:
+    """Preprocesses and batches a dataset of records.
+
+    Args:
+        records: dicts with ``encoded`` (file bytes), ``label`` (int) and optionally ``bboxes``
+            (float [N, 4]); for training, already shuffled and repeated.
+        training: random crops and flips, batches of exactly ``batch_size``; otherwise central
+            crops and a smaller last batch.
+        batch_size: images per batch.
+        config: preprocessing parameters.
+        num_classes: labels must lie in ``[0, num_classes)`` after subtracting ``label_offset``.
+        options: tf.data knobs.
+        seed: seed of the per-image augmentation seeds; None for a random one.
+        normalize: return normalised float32 images; False returns uint8 (normalise on the device
+            with :func:`datasets.preprocessing.normalize`).
+        label_offset: subtracted from stored labels.
+
+    Returns:
+        A dataset of ``(images, labels)`` batches.
+    """
+    def parse_label(record):
+        return _check_label(tf.cast(record["label"], tf.int32) - label_offset, num_classes)
+
+    if training:
+        def train_map(record, image_seed):
+            image = preprocessing.train_image(record["encoded"], image_seed, config, record.get("bboxes"))
+            return image, parse_label(record)
+
+        ds = tf.data.Dataset.zip((records, _seeds(seed))).map(train_map, num_parallel_calls=AUTOTUNE)
+    else:
+        def eval_map(record):
+            return preprocessing.eval_image(record["encoded"], config), parse_label(record)
+
+        ds = records.map(eval_map, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if normalize:
+        mean, std = config.mean, config.std
+        ds = ds.map(lambda images, labels: (preprocessing.normalize(images, mean, std), labels),
+                    num_parallel_calls=AUTOTUNE)
+    return apply_options(ds.prefetch(AUTOTUNE), options)
+
+
+def check_split(split: str, splits: Tuple[str, ...] = ("train", "validation")) -> str:
+    """Returns ``split`` if known; raises a ValueError naming the accepted splits otherwise."""
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(splits)}")
+    return split
+
+
+def map_records(ds: tf.data.Dataset, fn: Callable, deterministic: bool) -> tf.data.Dataset:
+    """``ds.map(fn)`` in parallel, keeping the order only if asked."""
+    return ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=deterministic)

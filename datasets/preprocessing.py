@@ -1,0 +1,240 @@
+"""Image preprocessing shared by every file-based dataset (TFRecords and image folders).
+
+Training: sample a distorted box the way the recipe does (min object covered 0.1, aspect 3/4..4/3,
+area 8%..100%, 10 attempts), decode only that crop of the JPEG, resize it to the model's input
+size, flip it horizontally with probability 1/2 decided per image, and normalise.
+Evaluation: resize the shorter side to the recipe's ``eval_resize`` and take the central
+``input_size`` crop (torchvision's convention), or resize to ``eval_resize`` squared first
+(``--eval_resize=square``, the recipe's convention); then normalise.
+
+Both paths crop before they resize, so only the pixels that end up in the output are decoded.
+When the crop is at least twice the output size, JPEGs are decoded at a reduced DCT scale
+(1/2, 1/4 or 1/8), which skips most of the inverse DCT work and acts as the low-pass filter a
+downscale needs. Per-image outputs are uint8; :func:`normalize` turns a batch into floats, so it
+can run after batching (vectorised) or on the device.
+
+Randomness is stateless: every image gets its own ``[2]`` seed, so the augmentation of an image
+does not depend on thread scheduling and is reproducible with ``--deterministic --seed=N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from zoo.recipe import ModelRecipe
+
+__all__ = [
+    "EVAL_RESIZE_MODES",
+    "PreprocessConfig",
+    "decode_crop",
+    "eval_image",
+    "normalize",
+    "train_image",
+]
+
+EVAL_RESIZE_MODES = ("shorter", "square")
+_DCT_RATIOS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Sizes, normalisation and augmentation parameters, taken from a model's recipe.
+
+    Attributes:
+        image_size: side of the square output, the model's input size.
+        eval_resize: evaluation resize (shorter side or square side) before the central crop.
+        eval_mode: ``shorter`` (torchvision) or ``square`` (the recipe's 256x256 resize).
+        mean: per-channel mean, RGB, 0..1 scale.
+        std: per-channel standard deviation, RGB, 0..1 scale.
+        area_range: fraction of the image area a training crop covers.
+        aspect_range: width/height range of a training crop.
+        min_object_covered: fraction of a labelled bounding box a training crop must cover.
+        max_attempts: tries to sample a valid crop before the whole image is used.
+        random_flip: flip training images horizontally with probability 1/2.
+        dct_scaling: decode JPEGs at a reduced DCT scale when the crop allows it.
+        antialias: antialiased resize (closer to PIL, slower).
+    """
+
+    image_size: int = 224
+    eval_resize: int = 256
+    eval_mode: str = "shorter"
+    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    area_range: Tuple[float, float] = (0.08, 1.0)
+    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    min_object_covered: float = 0.1
+    max_attempts: int = 10
+    random_flip: bool = True
+    dct_scaling: bool = True
+    antialias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.eval_mode not in EVAL_RESIZE_MODES:
+            raise ValueError(f"eval_mode must be one of {EVAL_RESIZE_MODES}, got {self.eval_mode!r}")
+        if self.eval_resize < self.image_size:
+            raise ValueError(
+                f"eval_resize ({self.eval_resize}) must be at least image_size ({self.image_size}): "
+                "the central crop is taken from the resized image."
+            )
+        low, high = self.area_range
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"area_range must satisfy 0 < min <= max <= 1, got {self.area_range}")
+
+    @classmethod
+    def from_recipe(cls, recipe: ModelRecipe, **overrides) -> PreprocessConfig:
+        """The configuration for ``recipe`` (already scaled to ``--image_size``), with overrides.
+
+        Overrides whose value is None are ignored, so optional flags can be passed through.
+        """
+        config = cls(image_size=recipe.input_size, eval_resize=recipe.eval_resize,
+                     mean=tuple(recipe.mean), std=tuple(recipe.std))
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# -- decoding ---------------------------------------------------------------------------------------
+
+def _dct_ratio(crop_h: tf.Tensor, crop_w: tf.Tensor, out_size: int) -> tf.Tensor:
+    """Index into ``_DCT_RATIOS`` of the largest ratio that keeps the crop >= ``out_size``."""
+    shorter = tf.minimum(crop_h, crop_w)
+    index = tf.constant(0, tf.int32)
+    for i, r in enumerate(_DCT_RATIOS[1:], start=1):
+        index = tf.where(shorter >= r * out_size, tf.constant(i, tf.int32), index)
+    return index
+
+
+def _decode_jpeg_crop(encoded, window, out_size: int, dct_scaling: bool) -> tf.Tensor:
+    """Decodes ``window`` = [y, x, h, w] (full-scale pixels) of a JPEG, maybe at reduced scale."""
+    if not dct_scaling:
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    def branch(ratio: int):
+        # The crop window of a scaled decode is in scaled pixels; flooring keeps it inside the
+        # scaled image (whose sides are ceil(side / ratio)) and non-empty (h, w >= ratio).
+        def fn():
+            scaled = tf.stack([window[0] // ratio, window[1] // ratio, window[2] // ratio, window[3] // ratio])
+            return tf.io.decode_and_crop_jpeg(encoded, scaled, channels=3, ratio=ratio)
+        return fn
+
+    index = _dct_ratio(window[2], window[3], out_size)
+    return tf.switch_case(index, [branch(r) for r in _DCT_RATIOS])
+
+
+def _image_shape(encoded) -> tf.Tensor:
+    """[height, width] of an encoded JPEG (header only) or any other format (full decode)."""
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.extract_jpeg_shape(encoded)[:2],
+        lambda: tf.shape(_decode_any(encoded))[:2],
+    )
+
+
+def _decode_any(encoded) -> tf.Tensor:
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def decode_crop(encoded, window, out_size: int, dct_scaling: bool = True) -> tf.Tensor:
+    """Decodes the ``window`` = [y, x, h, w] of an encoded image to uint8 RGB.
+
+    JPEGs decode only the window, at a reduced DCT scale when the window's shorter side is at
+    least twice ``out_size``; other formats (PNG, GIF, BMP) decode whole and are then cropped.
+
+    Args:
+        encoded: scalar string tensor, the file's bytes.
+        window: int32 [4] tensor: offset y, offset x, height, width in full-scale pixels.
+        out_size: the size the crop will be resized to (bounds the DCT scale).
+        dct_scaling: allow reduced-scale JPEG decoding.
+
+    Returns:
+        uint8 tensor [h', w', 3]; h', w' are ``window``'s size or that size divided by the DCT ratio.
+    """
+    window = tf.cast(window, tf.int32)
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: _decode_jpeg_crop(encoded, window, out_size, dct_scaling),
+        lambda: _decode_any(encoded)[window[0]:window[0] + window[2], window[1]:window[1] + window[3]],
+    )
+
+
+def _resize(image: tf.Tensor, size: int, antialias: bool) -> tf.Tensor:
+    """Bilinear resize to size x size, rounded back to uint8 (as PIL does)."""
+    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=antialias)
+    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    resized.set_shape([size, size, 3])
+    return resized
+
+
+# -- the two paths ----------------------------------------------------------------------------------
+
+def train_image(encoded, seed, config: PreprocessConfig, bboxes: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Random-resized crop and per-image random flip of one encoded image.
+
+    Args:
+        encoded: scalar string tensor, the image file's bytes.
+        seed: int32/int64 [2] tensor, this image's own seed.
+        config: the preprocessing parameters.
+        bboxes: float [N, 4] tensor of (ymin, xmin, ymax, xmax) in 0..1, or None/empty for the
+            whole image. A crop must cover ``min_object_covered`` of one box.
+
+    Returns:
+        uint8 [image_size, image_size, 3].
+    """
+    seed = tf.cast(seed, tf.int64)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shape = _image_shape(encoded)
+    if bboxes is None:
+        bboxes = tf.zeros([0, 4], tf.float32)
+    bboxes = tf.clip_by_value(tf.reshape(tf.cast(bboxes, tf.float32), [1, -1, 4]), 0.0, 1.0)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.concat([shape, [3]], 0), bboxes, seed=crop_seed,
+        min_object_covered=config.min_object_covered, aspect_ratio_range=config.aspect_range,
+        area_range=config.area_range, max_attempts=config.max_attempts, use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    crop = decode_crop(encoded, window, config.image_size, config.dct_scaling)
+    image = _resize(crop, config.image_size, config.antialias)
+    if config.random_flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return image
+
+
+def eval_window(shape: tf.Tensor, config: PreprocessConfig) -> tf.Tensor:
+    """The [y, x, h, w] region of the original image that the evaluation crop shows.
+
+    Resizing to ``eval_resize`` and cropping ``image_size`` centrally shows the central
+    ``image_size / eval_resize`` part of the image (per side); cropping that first and resizing
+    it to ``image_size`` is the same geometry at a fraction of the decoding cost.
+    """
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    fraction = config.image_size / config.eval_resize
+    if config.eval_mode == "shorter":
+        side = tf.minimum(height, width) * fraction
+        crop_h, crop_w = side, side
+    else:
+        crop_h, crop_w = height * fraction, width * fraction
+    crop_h = tf.clip_by_value(tf.round(crop_h), 1.0, height)
+    crop_w = tf.clip_by_value(tf.round(crop_w), 1.0, width)
+    offset_y = tf.round((height - crop_h) / 2.0)
+    offset_x = tf.round((width - crop_w) / 2.0)
+    return tf.cast(tf.stack([offset_y, offset_x, crop_h, crop_w]), tf.int32)
+
+
+def eval_image(encoded, config: PreprocessConfig) -> tf.Tensor:
+    """Central crop (after the recipe's resize) of one encoded image, uint8 [size, size, 3]."""
+    window = eval_window(_image_shape(encoded), config)
+    crop = decode_crop(encoded, window, config.image_size, config.dct_scaling)
+    return _resize(crop, config.image_size, config.antialias)
+
+
+def normalize(images: tf.Tensor, mean: Sequence[float], std: Sequence[float],
+              dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """uint8 images (any leading shape, channels last) -> ``(x / 255 - mean) / std``.
+
+    One multiply-add per value: the division and subtraction are folded into constants.
+    """
+    scale = tf.constant([1.0 / (255.0 * s) for s in std], tf.float32)
+    offset = tf.constant([-m / s for m, s in zip(mean, std)], tf.float32)
+    return tf.cast(tf.cast(images, tf.float32) * scale + offset, dtype)

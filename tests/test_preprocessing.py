@@ -1,0 +1,155 @@
+"""Preprocessing: shapes, dtypes, ranges, per-image flips, crop geometry, DCT-scaled decoding."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from datasets_testutil import photo, recipe
+from PIL import Image
+
+from datasets import pipeline, preprocessing
+from datasets.preprocessing import PreprocessConfig
+
+
+def encode(pixels: np.ndarray, fmt: str = "JPEG", quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+CONFIG = PreprocessConfig.from_recipe(recipe(64))
+
+
+def test_config_follows_the_recipe_and_image_size():
+    config = PreprocessConfig.from_recipe(recipe(112))
+    assert config.image_size == 112
+    assert config.eval_resize == 128  # 256 * 112 / 224
+    assert config.mean == (0.485, 0.456, 0.406) and config.std == (0.229, 0.224, 0.225)
+    assert config.area_range == (0.08, 1.0) and config.aspect_range == pytest.approx((0.75, 4 / 3))
+    assert PreprocessConfig.from_recipe(recipe(112), random_flip=None).random_flip is True
+    with pytest.raises(ValueError, match="eval_mode"):
+        PreprocessConfig(eval_mode="bogus")
+    with pytest.raises(ValueError, match="area_range"):
+        PreprocessConfig(area_range=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_train_and_eval_shapes_dtypes_and_ranges(fmt):
+    encoded = encode(photo(1, (90, 70)), fmt)
+    for i in range(4):
+        image = preprocessing.train_image(tf.constant(encoded), tf.constant([i, 7], tf.int64), CONFIG)
+        assert image.shape == (64, 64, 3) and image.dtype == tf.uint8
+        assert int(tf.reduce_max(image)) > 100  # a real photo, not a blank
+    image = preprocessing.eval_image(tf.constant(encoded), CONFIG)
+    assert image.shape == (64, 64, 3) and image.dtype == tf.uint8
+    normalized = preprocessing.normalize(image[None], CONFIG.mean, CONFIG.std)
+    assert normalized.dtype == tf.float32 and normalized.shape == (1, 64, 64, 3)
+    low = (0 - np.array(CONFIG.mean)) / np.array(CONFIG.std)
+    high = (1 - np.array(CONFIG.mean)) / np.array(CONFIG.std)
+    values = normalized.numpy().reshape(-1, 3)
+    assert np.all(values >= low - 1e-5) and np.all(values <= high + 1e-5)
+
+
+def test_grayscale_jpeg_becomes_three_channels():
+    grey = photo(2)[..., 0]
+    image = preprocessing.eval_image(tf.constant(encode(grey)), CONFIG)
+    assert image.shape == (64, 64, 3)
+    np.testing.assert_array_equal(image[..., 0], image[..., 1])
+
+
+def test_normalize_matches_the_formula():
+    images = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)
+    expected = (images / 255.0 - np.array(CONFIG.mean)) / np.array(CONFIG.std)
+    got = preprocessing.normalize(tf.constant(images), CONFIG.mean, CONFIG.std).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert preprocessing.normalize(tf.constant(images), CONFIG.mean, CONFIG.std, tf.bfloat16).dtype == tf.bfloat16
+
+
+def test_flip_is_decided_per_image_within_one_batch():
+    # One asymmetric image, whole-image crops: each output is the image or its mirror.
+    pixels = photo(3, (64, 64))
+    config = PreprocessConfig.from_recipe(recipe(64), area_range=(1.0, 1.0), aspect_range=(1.0, 1.0))
+    records = tf.data.Dataset.from_tensors({"encoded": tf.constant(encode(pixels, "PNG")), "label": 0}).repeat(32)
+    images, _ = next(iter(pipeline.batches(records, training=True, batch_size=32, config=config, num_classes=1,
+                                           options=pipeline.PipelineOptions(), seed=5, normalize=False)))
+    images = images.numpy()
+    same = [np.array_equal(img, pixels) for img in images]
+    mirrored = [np.array_equal(img, pixels[:, ::-1]) for img in images]
+    assert all(s or m for s, m in zip(same, mirrored))
+    assert 4 <= sum(mirrored) <= 28, f"{sum(mirrored)} of 32 flipped"
+
+
+def test_no_flip_when_switched_off():
+    pixels = photo(3, (64, 64))
+    config = PreprocessConfig.from_recipe(recipe(64), area_range=(1.0, 1.0), aspect_range=(1.0, 1.0),
+                                          random_flip=False)
+    for i in range(8):
+        image = preprocessing.train_image(tf.constant(encode(pixels, "PNG")), tf.constant([i, 1], tf.int64), config)
+        np.testing.assert_array_equal(image.numpy(), pixels)
+
+
+def test_augmentation_is_reproducible_from_the_image_seed():
+    encoded = tf.constant(encode(photo(4, (120, 90))))
+    a = preprocessing.train_image(encoded, tf.constant([3, 4], tf.int64), CONFIG)
+    b = preprocessing.train_image(encoded, tf.constant([3, 4], tf.int64), CONFIG)
+    c = preprocessing.train_image(encoded, tf.constant([5, 6], tf.int64), CONFIG)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("mode", ["shorter", "square"])
+def test_eval_geometry_matches_resize_then_center_crop(mode):
+    # torchvision: resize (shorter side, or square), then central crop; compare with PIL at scale.
+    pixels = photo(5, (320, 240))
+    config = PreprocessConfig.from_recipe(recipe(112), eval_mode=mode, dct_scaling=False, antialias=True)
+    got = preprocessing.eval_image(tf.constant(encode(pixels, "PNG")), config).numpy().astype(float)
+    resize = config.eval_resize  # 128
+    size = (resize * 320 // 240, resize) if mode == "shorter" else (resize, resize)
+    resized = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR)).astype(float)
+    top, left = (size[1] - 112) // 2, (size[0] - 112) // 2
+    expected = resized[top:top + 112, left:left + 112]
+    assert np.abs(got - expected).mean() < 6.0
+    # A crop off by a few pixels would be far worse on a photo:
+    shifted = resized[top:top + 112, left + 6:left + 118]
+    assert np.abs(got - shifted).mean() > np.abs(got - expected).mean() + 2
+
+
+def test_eval_window_shows_the_central_part():
+    config = PreprocessConfig(image_size=224, eval_resize=256)
+    window = preprocessing.eval_window(tf.constant([375, 500]), config).numpy()
+    side = round(375 * 224 / 256)
+    np.testing.assert_array_equal(window, [round((375 - side) / 2), round((500 - side) / 2), side, side])
+    square = preprocessing.eval_window(tf.constant([375, 500]), PreprocessConfig(eval_mode="square")).numpy()
+    np.testing.assert_array_equal(square[2:], [round(375 * 224 / 256), round(500 * 224 / 256)])
+
+
+def test_dct_scaled_decode_is_close_to_full_decode():
+    pixels = photo(6, (512, 384))
+    encoded = tf.constant(encode(pixels, quality=95))
+    window = tf.constant([40, 60, 300, 400])
+    for out_size in (64, 100):  # ratios 4 and 2
+        scaled = preprocessing.decode_crop(encoded, window, out_size, dct_scaling=True)
+        full = preprocessing.decode_crop(encoded, window, out_size, dct_scaling=False)
+        assert full.shape == (300, 400, 3)
+        assert scaled.shape[0] < 300 and min(scaled.shape[:2]) >= out_size
+        a = tf.image.resize(scaled, [out_size, out_size], antialias=True)
+        b = tf.image.resize(full, [out_size, out_size], antialias=True)
+        assert float(tf.reduce_mean(tf.abs(a - b))) < 4.0
+    small = preprocessing.decode_crop(encoded, tf.constant([0, 0, 100, 100]), 64, dct_scaling=True)
+    assert small.shape == (100, 100, 3)  # not twice the output: full scale
+
+
+def test_bounding_boxes_steer_the_crop():
+    # A box in the top-left corner must be at least 10% covered by every crop.
+    pixels = np.zeros((200, 200, 3), np.uint8)
+    pixels[:20, :20] = 255
+    encoded = tf.constant(encode(pixels, "PNG"))
+    config = PreprocessConfig.from_recipe(recipe(64), area_range=(0.08, 0.1), random_flip=False,
+                                          min_object_covered=0.5)
+    boxes = tf.constant([[0.0, 0.0, 0.1, 0.1]])
+    hits = 0
+    for i in range(10):
+        image = preprocessing.train_image(encoded, tf.constant([i, 0], tf.int64), config, boxes)
+        hits += int(tf.reduce_max(image)) > 200
+    assert hits == 10
