@@ -1,0 +1,430 @@
+"""Ascend NPU backend on the TensorFlow 2 adapter ``npu_device``: one NPU per process, HCCL between them.
+
+The adapter (reference-recipe.md section 2) has no ``tf.distribute`` strategy: every process opens
+its own NPU and trains under TensorFlow's default strategy, gradients are averaged with
+``npu_device.distribute.all_reduce`` each step, and rank 0's initial variables are broadcast once.
+``--iterations_per_loop`` becomes the adapter's loop size, so the trainer's ``tf.range`` loop runs on
+the device. Mixed precision is the adapter's ``--precision_mode``; its float16 modes train with the
+adapter's loss-scale optimizer.
+
+``npu_device`` runs on TensorFlow 2.6, Keras 2 and Python <= 3.9 only: this module keeps to that
+(checked with ``vermin --target=3.9``) and imports the adapter only when the backend is set up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from absl import flags, logging
+
+from backends import npu_launch
+from backends.base import Backend
+from backends.rank_table import load_rank_table
+from keras_compat import keras, variable_value
+from registry import BACKENDS
+
+__all__ = [
+    "AdapterNotInstalledError",
+    "BF16_MODES",
+    "FP16_MODES",
+    "PRECISION_MODES",
+    "NPUBackend",
+    "import_npu_device",
+    "parse_npu_options",
+    "rank_from_environment",
+]
+
+# The adapter's precision modes. Float16 modes need loss scaling; the others do not.
+FP16_MODES = ("allow_mix_precision", "allow_mix_precision_fp16", "force_fp16", "allow_fp32_to_fp16",
+              "cube_fp16in_fp32out")
+BF16_MODES = ("allow_mix_precision_bf16", "allow_fp32_to_bf16")
+PRECISION_MODES = ("force_fp32", "must_keep_origin_dtype") + FP16_MODES + BF16_MODES
+
+flags.DEFINE_enum("precision_mode", "allow_mix_precision", list(PRECISION_MODES),
+                  "NPU: the adapter's precision mode (the recipe ran allow_mix_precision, float16 mixed "
+                  "precision with loss scaling). Replaces --precision on NPUs.")
+flags.DEFINE_string("npu_loss_scale", "auto", "NPU: loss scaling with the adapter's NpuLossScaleOptimizer: "
+                    "auto (dynamic in float16 precision modes, none otherwise), dynamic, none, or a fixed "
+                    "scale such as 1024.")
+flags.DEFINE_bool("npu_hcom_parallel", True, "NPU: overlap gradient all-reduce with back-propagation.")
+flags.DEFINE_enum("npu_op_compiler_cache_mode", None, ["enable", "disable", "force"],
+                  "NPU: cache of compiled operators (default: the adapter's, disable).")
+flags.DEFINE_string("npu_op_compiler_cache_dir", None, "NPU: directory of the operator compile cache.")
+flags.DEFINE_bool("npu_deterministic", False, "NPU: deterministic kernels (slower).")
+flags.DEFINE_integer("npu_graph_memory_max_size", None, "NPU: bytes of device memory for graphs "
+                     "(default: the adapter's).", lower_bound=1)
+flags.DEFINE_integer("npu_variable_memory_max_size", None, "NPU: bytes of device memory for variables "
+                     "(default: the adapter's).", lower_bound=1)
+flags.DEFINE_multi_string("npu_option", [], "NPU: any other global option of the adapter, KEY=VALUE "
+                          "(repeatable), e.g. --npu_option=op_debug_config=/path/cfg.json; nested options "
+                          "with dots, e.g. dump_config.enable_dump=true.")
+flags.DEFINE_list("npu_device_ids", None, "NPU: devices of this server to use, in rank order (default "
+                  "0..rank_size-1, or the rank table's).")
+flags.DEFINE_list("npu_device_ips", None, "NPU: interconnect addresses of --npu_device_ids, to generate the "
+                  "rank table without reading --hccn_conf.")
+flags.DEFINE_string("rank_table_file", None, "NPU: the HCCL rank table (the seed's 8p.json or version 1.0); "
+                    "default: one generated for this server under the results directory.")
+flags.DEFINE_string("hccn_conf", "/etc/hccn.conf", "NPU: the driver's file of device addresses, read to "
+                    "generate a rank table.")
+flags.DEFINE_string("server_id", None, "NPU: this server's id in the rank table (needed when it lists "
+                    "several servers).")
+flags.DEFINE_string("job_id", "10087", "NPU: JOB_ID given to every rank.")
+flags.DEFINE_bool("bind_cores", False, "NPU: pin each rank to its own slice of this server's CPU cores, "
+                  "as the seed's taskset did.")
+
+_INSTALL_HINT = (
+    "The Ascend TensorFlow 2 adapter `npu_device` is not installed. It ships with Huawei's CANN "
+    "toolkit (TF_Adapter for TensorFlow 2.x) and runs only on TensorFlow 2.6 (2.6.2-2.6.5) with "
+    "Python <= 3.9: install CANN and its npu_device wheel on an Ascend server, source the toolkit's "
+    "set_env.sh, then run again. Without NPUs use --backend=cpu or --backend=gpu."
+)
+
+
+class AdapterNotInstalledError(ImportError, ValueError):
+    """``npu_device`` cannot be imported; a ValueError too, so ``main.py`` reports it without a traceback."""
+
+
+def import_npu_device():
+    """Imports the adapter (lazily: it exists only on Ascend servers).
+
+    Raises:
+        AdapterNotInstalledError: saying what to install and which TensorFlow it needs.
+    """
+    try:
+        import npu_device
+    except ImportError as e:
+        raise AdapterNotInstalledError(f"{_INSTALL_HINT} (import error: {e})") from e
+    return npu_device
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_npu_options(items: Sequence[str]) -> Dict[str, Any]:
+    """``["k=v", "a.b=1"]`` -> ``{"k": "v", "a.b": 1}`` (booleans and integers converted).
+
+    Raises:
+        ValueError: for an item without ``=`` or with an empty key.
+    """
+    options: Dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--npu_option={item}: expected KEY=VALUE, e.g. --npu_option=op_debug_config=cfg.json.")
+        options[key.strip()] = _parse_value(value)
+    return options
+
+
+def _parse_loss_scale(text: str, precision_mode: str) -> Optional[float]:
+    """``None`` (no loss scaling), ``0.0`` (dynamic) or a fixed scale."""
+    value = (text or "auto").strip().lower()
+    if value == "auto":
+        return 0.0 if precision_mode in FP16_MODES else None
+    if value == "dynamic":
+        return 0.0
+    if value == "none":
+        return None
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = -1.0
+    if scale < 1.0:
+        raise ValueError(f"--npu_loss_scale={text}: use auto, dynamic, none or a fixed scale >= 1 (e.g. 1024).")
+    return scale
+
+
+def rank_from_environment(environ: Mapping[str, str], rank_size: int) -> Optional[Tuple[int, int]]:
+    """This process's ``(rank, world_size)`` from the launch environment; None if ``RANK_ID`` is unset.
+
+    Checks what the adapter and HCCL would otherwise fail on later, or silently get wrong.
+
+    Raises:
+        ValueError: naming the variable that is missing or inconsistent, and how to fix it.
+    """
+    env_size = environ.get("RANK_SIZE")
+    if "RANK_ID" not in environ:
+        if env_size not in (None, "", str(rank_size)) and rank_size == 1:
+            raise ValueError(f"RANK_SIZE={env_size} in the environment but --rank_size=1: the adapter would wait "
+                             "for other ranks. Unset RANK_SIZE, or set RANK_ID too to run as one rank of a job.")
+        return None
+    rank_text = environ["RANK_ID"].strip()
+    if not rank_text.isdigit():
+        raise ValueError(f"RANK_ID={environ['RANK_ID']!r}: must be a number, 0..{rank_size - 1}.")
+    rank = int(rank_text)
+    if env_size is None or env_size.strip() != str(rank_size):
+        raise ValueError(f"RANK_ID is set but RANK_SIZE is {env_size!r}, not {rank_size} (--rank_size): set "
+                         f"RANK_SIZE={rank_size} for every rank, or pass the job's --rank_size.")
+    if rank >= rank_size:
+        raise ValueError(f"RANK_ID={rank} is out of range for --rank_size={rank_size} (ranks 0..{rank_size - 1}).")
+    if rank_size > 1:
+        table_file = environ.get("RANK_TABLE_FILE")
+        free_mode = [v for v in npu_launch.RANK_TABLE_FREE_VARS if environ.get(v)]
+        if table_file and free_mode:
+            raise ValueError(f"both RANK_TABLE_FILE and {', '.join(free_mode)} are set; pick one launch mode "
+                             "(a rank table, or the CM_* rank-table-free variables).")
+        if not table_file and not free_mode:
+            raise ValueError("RANK_TABLE_FILE is not set: every rank of a multi-NPU job needs the rank table "
+                             "(or the CM_* rank-table-free variables). Start the job without RANK_ID to have "
+                             "main.py launch all ranks with one.")
+        if table_file:
+            load_rank_table(table_file).check_rank_size(rank_size)
+        if not environ.get("ASCEND_DEVICE_ID", "").strip().isdigit():
+            raise ValueError(f"ASCEND_DEVICE_ID={environ.get('ASCEND_DEVICE_ID')!r}: set it to the NPU this rank "
+                             "drives (a number), as the launcher does.")
+    return rank, rank_size
+
+
+@BACKENDS.register("npu", aliases=("ascend",),
+                   description="Ascend NPUs through the TF2 adapter npu_device, one device per process.")
+class NPUBackend(Backend):
+    """Trains on Ascend NPUs, one device per process, HCCL collectives between processes.
+
+    Args:
+        precision_mode: the adapter's precision mode (see ``PRECISION_MODES``).
+        loss_scale: ``auto``, ``dynamic``, ``none`` or a fixed scale (float16 modes need one).
+        options: further adapter global options, name -> value (dotted names for nested ones).
+        device_ids: NPUs of this server to use (launcher and single-device runs).
+        launch: launcher settings; None disables launching.
+        argv: the command line the launcher re-runs for every rank (default ``sys.argv``).
+        environ: the process environment (default ``os.environ``).
+        **kwargs: see :class:`backends.base.Backend`.
+    """
+
+    name = "npu"
+
+    def __init__(self, *, precision_mode: str = "allow_mix_precision", loss_scale: str = "auto",
+                 options: Optional[Mapping[str, Any]] = None, device_ids: Optional[Sequence[int]] = None,
+                 launch: Optional[npu_launch.NpuLaunchConfig] = None, argv: Optional[Sequence[str]] = None,
+                 environ: Optional[Mapping[str, str]] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if precision_mode not in PRECISION_MODES:
+            raise ValueError(f"--precision_mode={precision_mode}: must be one of {', '.join(PRECISION_MODES)}.")
+        self.precision_mode = precision_mode
+        self.loss_scale = _parse_loss_scale(loss_scale, precision_mode)
+        self.options: Dict[str, Any] = {"precision_mode": precision_mode}
+        self.options.update(options or {})
+        self.device_ids = [int(d) for d in device_ids] if device_ids else None
+        self.launch_config = launch
+        self.argv = list(argv) if argv is not None else None
+        self.environ = os.environ if environ is None else environ
+        self._npu = None
+        self._handle = None
+        self._identity: Optional[Tuple[int, int]] = None
+
+    @classmethod
+    def from_flags(cls, flags_obj: Any) -> NPUBackend:
+        options: Dict[str, Any] = {"hcom_parallel": flags_obj.npu_hcom_parallel}
+        if flags_obj.npu_op_compiler_cache_mode:
+            options["op_compiler_cache_mode"] = flags_obj.npu_op_compiler_cache_mode
+        if flags_obj.npu_op_compiler_cache_dir:
+            options["op_compiler_cache_dir"] = flags_obj.npu_op_compiler_cache_dir
+        if flags_obj.npu_deterministic:
+            options["deterministic"] = 1
+        # The adapter takes memory sizes as decimal strings of bytes.
+        if flags_obj.npu_graph_memory_max_size:
+            options["graph_memory_max_size"] = str(flags_obj.npu_graph_memory_max_size)
+        if flags_obj.npu_variable_memory_max_size:
+            options["variable_memory_max_size"] = str(flags_obj.npu_variable_memory_max_size)
+        options.update(parse_npu_options(flags_obj.npu_option))
+        device_ids = _int_list(flags_obj.npu_device_ids, "--npu_device_ids")
+        launch = npu_launch.NpuLaunchConfig(
+            rank_size=flags_obj.rank_size, group_size=flags_obj.group_size,
+            rank_table_file=flags_obj.rank_table_file, device_ids=device_ids,
+            device_ips=flags_obj.npu_device_ips, hccn_conf=flags_obj.hccn_conf, server_id=flags_obj.server_id,
+            job_id=flags_obj.job_id, log_dir=flags_obj.log_dir, bind_cores=flags_obj.bind_cores,
+        )
+        return cls(rank_size=flags_obj.rank_size, precision=flags_obj.precision,
+                   precision_mode=flags_obj.precision_mode, loss_scale=flags_obj.npu_loss_scale,
+                   options=options, device_ids=device_ids, launch=launch)
+
+    # -- process management ---------------------------------------------------------------------
+
+    def _check_precision(self) -> None:
+        if self.precision != "fp32":
+            raise ValueError(
+                f"--precision={self.precision} is for CPUs and GPUs; on NPUs the adapter's --precision_mode "
+                "chooses mixed precision (e.g. --precision_mode=allow_mix_precision for float16, "
+                "allow_mix_precision_bf16 for bfloat16). Leave --precision at fp32."
+            )
+
+    def maybe_launch(self, argv: Optional[Sequence[str]]) -> Optional[int]:
+        """Starts one process per NPU when ``--rank_size`` > 1 and ``RANK_ID`` is unset.
+
+        Returns:
+            None if this process trains (one device, or one rank of a launched job); otherwise the
+            job's exit code.
+        """
+        self._check_precision()
+        self._identity = rank_from_environment(self.environ, self.rank_size)
+        if self._identity is not None or self.rank_size == 1:
+            return None
+        if self.launch_config is None:
+            raise ValueError(f"--rank_size={self.rank_size} without RANK_ID: this backend was built without "
+                             "launch settings; start it through main.py or set RANK_ID per process.")
+        argv = list(argv if argv is not None else (self.argv or sys.argv))
+        if not argv:
+            raise ValueError("cannot start the NPU ranks: the command line of this process is unknown.")
+        script = os.path.abspath(argv[0]) if os.path.exists(argv[0]) else argv[0]
+        command = [sys.executable, script] + [str(a) for a in argv[1:]]
+        try:
+            return npu_launch.launch_npu_ranks(command, self.launch_config, environ=self.environ)
+        except OSError as e:
+            raise ValueError(f"cannot start the NPU ranks: {e}") from e
+
+    # -- device set-up ----------------------------------------------------------------------------
+
+    def _device_id(self) -> int:
+        text = self.environ.get("ASCEND_DEVICE_ID", "").strip()
+        if text.isdigit():
+            return int(text)
+        return self.device_ids[0] if self.device_ids else 0
+
+    def setup(self) -> None:
+        """Sets the adapter's global options, then opens this process's NPU as the default device."""
+        self._check_precision()
+        if self._identity is None:
+            self._identity = rank_from_environment(self.environ, self.rank_size)
+        if self._identity is None and self.rank_size > 1:
+            raise ValueError(f"--rank_size={self.rank_size}: set RANK_ID (and RANK_SIZE, ASCEND_DEVICE_ID, "
+                             "RANK_TABLE_FILE) for this process, or let main.py launch the ranks.")
+        npu = import_npu_device()
+        # Options are read when the device opens: all of them first.
+        global_options = npu.global_options()
+        for key, value in self.options.items():
+            _set_option(global_options, key, value)
+        # The adapter reads NPU_LOOP_SIZE as the initial loop size; set_loop_size() changes it later.
+        os.environ.setdefault("NPU_LOOP_SIZE", "1")
+        device_id = self._device_id()
+        try:
+            handle = npu.open(device_id).as_default()
+        except RuntimeError as e:
+            raise ValueError(f"cannot open NPU {device_id}: {e}") from e
+        rank, world = self._identity or (0, 1)
+        if int(handle.workers_num) != world or int(handle.worker_id) != rank:
+            raise ValueError(
+                f"the adapter sees rank {handle.worker_id} of {handle.workers_num} but this process is rank {rank} "
+                f"of {world} (RANK_ID/RANK_SIZE, --rank_size); make them agree."
+            )
+        self._npu, self._handle = npu, handle
+        logging.info("Opened NPU %d as rank %d of %d, precision_mode=%s", device_id, rank, world, self.precision_mode)
+
+    def create_strategy(self) -> tf.distribute.Strategy:
+        # One device per process: TensorFlow's default strategy; the adapter places ops on the NPU.
+        return tf.distribute.get_strategy()
+
+    @property
+    def _adapter(self):
+        if self._npu is None:
+            raise RuntimeError("the npu backend is not set up yet; call setup() before building anything.")
+        return self._npu
+
+    # -- topology -----------------------------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        if self._identity is None:
+            self._identity = rank_from_environment(self.environ, self.rank_size)
+        return self._identity[0] if self._identity else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.rank_size
+
+    @property
+    def num_replicas(self) -> int:
+        # Every rank trains one replica: the global batch is --batch_size x ranks.
+        return self.world_size
+
+    # -- data -----------------------------------------------------------------------------------------
+
+    def distribute_dataset(self, dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+        """This rank's shard, batched at global batch / ranks (the adapter's shard-and-rebatch).
+
+        The shard goes through the input context rather than ``shard_and_rebatch_dataset``, which
+        shards after reading: readers can then skip the other ranks' files instead of decoding them.
+        """
+        context = tf.distribute.InputContext(num_input_pipelines=self.world_size, input_pipeline_id=self.rank,
+                                             num_replicas_in_sync=self.world_size)
+        return dataset_fn(context)
+
+    # -- collectives ------------------------------------------------------------------------------
+
+    def reduce_gradients(self, grads: List[tf.Tensor]) -> List[tf.Tensor]:
+        if self.world_size == 1:
+            return grads
+        return list(self._adapter.distribute.all_reduce(list(grads), "mean"))
+
+    def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
+        if self.world_size == 1:
+            return
+        # Weights and optimizer slots. Integer counters (the step) are equal on every rank already:
+        # all ranks restore the same checkpoint directory.
+        values = [variable_value(v) for v in variables]
+        self._adapter.distribute.broadcast([v for v in values if v.dtype.is_floating], root_rank=0)
+
+    def reduce_sum(self, value: tf.Tensor) -> tf.Tensor:
+        if self.world_size == 1:
+            return value
+        value = tf.convert_to_tensor(value)
+        # HCCL sums float16/32 and int32; other types (int64 counts) travel as float32, exact below 2**24.
+        if value.dtype in (tf.float16, tf.float32, tf.int32):
+            return self._adapter.distribute.all_reduce(value, "sum")
+        return tf.cast(self._adapter.distribute.all_reduce(tf.cast(value, tf.float32), "sum"), value.dtype)
+
+    def set_loop_size(self, iterations: int) -> None:
+        self._adapter.set_npu_loop_size(int(iterations))
+
+    # -- precision ------------------------------------------------------------------------------------
+
+    def wrap_optimizer(self, optimizer):
+        """Float16 modes: the adapter's loss-scale optimizer around the inner optimizer.
+
+        It is a Keras ``LossScaleOptimizer``, so the trainer scales the loss and unscales the
+        gradients through ``training.optimizers`` before the all-reduce, and the adapter skips a step
+        whose gradients overflowed on any rank.
+        """
+        if self.loss_scale is None:
+            return optimizer
+        if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+            optimizer = optimizer.inner_optimizer  # never scale twice
+        factory = self._adapter.train.optimizer.NpuLossScaleOptimizer
+        if self.loss_scale == 0.0:
+            return factory(optimizer, dynamic=True)
+        return factory(optimizer, dynamic=False, initial_scale=self.loss_scale)
+
+    def describe(self) -> str:
+        scale = "none" if self.loss_scale is None else ("dynamic" if self.loss_scale == 0.0 else f"{self.loss_scale:g}")
+        return (f"backend=npu device={self._device_id()} rank={self.rank}/{self.world_size} "
+                f"precision_mode={self.precision_mode} loss_scale={scale}")
+
+
+def _int_list(values: Optional[Sequence[str]], flag: str) -> Optional[List[int]]:
+    if not values:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"{flag}={','.join(values)}: expected NPU ids (numbers), e.g. {flag}=0,1,2,3.") from None
+
+
+def _set_option(options: Any, key: str, value: Any) -> None:
+    """Sets ``options.<key>`` (dots reach nested option groups) with a message naming the flag."""
+    target = options
+    parts = key.split(".")
+    try:
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        setattr(target, parts[-1], value)
+    except (AttributeError, ValueError) as e:
+        raise ValueError(f"npu_device rejected the global option {key}={value!r}: {e}. Check --npu_option and "
+                         "the adapter's documented options.") from e
