@@ -24,7 +24,8 @@ FLAGS = flags.FLAGS
 
 # -- what to run ------------------------------------------------------------------------------------
 flags.DEFINE_string("model", "alexnet", "Registered model name (see --list).")
-flags.DEFINE_string("backend", "cpu", "Device backend: cpu, gpu or npu (see --list).")
+flags.DEFINE_string("backend", "auto", "Device backend: cpu, gpu, npu, or auto (npu if its adapter loads, else "
+                    "gpu if one is visible, else cpu; see --list).")
 flags.DEFINE_string("dataset", None, "Registered dataset name; default: synthetic with --synthetic, "
                     "else inferred from --data_dir.")
 flags.DEFINE_list("extra_modules", [], "Python modules (or .py files) to import first; they register "
@@ -61,6 +62,8 @@ flags.DEFINE_integer("max_train_steps", None, "Training steps; when set, overrid
                      lower_bound=1)
 flags.DEFINE_bool("synthetic", False, "Use synthetic data (no file is read).")
 flags.DEFINE_string("version", "he_uniform", "Weight initialisation: he_uniform, xavier or torchvision.")
+flags.DEFINE_float("dropout", None, "Dropout rate of the model (default: the model's own; 0 switches dropout "
+                   "off, e.g. to compare runs step by step).", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_bool("do_checkpoint", True, "Save checkpoints (--nodo_checkpoint to switch off).")
 flags.DEFINE_integer("rank_size", 1, "Number of devices that train together.", lower_bound=1)
 flags.DEFINE_integer("group_size", 1, "Number of servers (hosts) the devices are spread over.", lower_bound=1)

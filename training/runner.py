@@ -7,6 +7,7 @@ the packages this module wires together.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -24,7 +25,7 @@ from training.schedules import WarmupDecaySchedule
 from training.trainer import TrainConfig, Trainer, TrainResult
 from zoo.recipe import ModelRecipe
 
-__all__ = ["dataset_name", "default_log_dir", "make_backend", "make_dataset", "run", "train"]
+__all__ = ["dataset_name", "default_log_dir", "make_backend", "make_dataset", "rank_dirs", "run", "train"]
 
 
 def dataset_name(flags: Any) -> str:
@@ -66,8 +67,25 @@ def default_log_dir(rank_size: int, rank: int) -> str:
     return os.path.join("results", f"{rank_size}p", str(rank))
 
 
+def rank_dirs(log_dir: Optional[str], checkpoint_dir: Optional[str], backend: Backend):
+    """This rank's log directory and the checkpoint directory every rank shares.
+
+    One process: ``--log_dir`` (default ``results/<N>p/0``). Several processes: each rank logs to
+    ``<root>/<rank>`` with ``<root>`` = ``--log_dir`` or ``results/<N>p``. Checkpoints default to
+    rank 0's directory for every rank, so that all ranks resume from the same step.
+    """
+    if backend.world_size == 1:
+        own = log_dir or default_log_dir(backend.num_replicas, 0)
+        return own, checkpoint_dir or own
+    root = log_dir or os.path.join("results", f"{backend.num_replicas}p")
+    return os.path.join(root, str(backend.rank)), checkpoint_dir or os.path.join(root, "0")
+
+
 def _model_kwargs(flags: Any) -> dict:
-    return {"version": flags.version}
+    kwargs = {"version": flags.version}
+    if getattr(flags, "dropout", None) is not None:  # None: the model's own default rate
+        kwargs["dropout"] = flags.dropout
+    return kwargs
 
 
 def train(flags: Any, backend: Backend) -> TrainResult:
@@ -84,8 +102,7 @@ def train(flags: Any, backend: Backend) -> TrainResult:
             f"(--batch_size={flags.batch_size} x {backend.num_replicas} replicas); lower --batch_size."
         )
     max_steps = flags.max_train_steps or int(round(flags.max_epochs * steps_per_epoch))
-    log_dir = flags.log_dir or default_log_dir(backend.world_size, backend.rank)
-    ckpt_dir = flags.checkpoint_dir or log_dir
+    log_dir, ckpt_dir = rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
     log = TrainLog(log_dir, flags.log_name, write_files=True,
                    prefix=f"[rank {backend.rank}] " if backend.world_size > 1 else "")
     log.info(
@@ -137,7 +154,7 @@ MODES = {"train": train}
 def run(flags: Any) -> int:
     """Sets the backend up and runs ``--mode``; returns the process exit code."""
     backend = make_backend(flags)
-    launched = backend.maybe_launch(None)
+    launched = backend.maybe_launch(sys.argv)
     if launched is not None:
         return launched
     backend.setup()

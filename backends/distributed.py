@@ -1,0 +1,227 @@
+"""What the CPU and GPU backends share: ``tf.distribute`` in one process or over worker processes.
+
+Three ways to run, chosen from ``--rank_size``, ``--multi_worker`` and the cluster flags:
+
+* one process, ``rank_size`` replicas on its own devices (``OneDeviceStrategy`` for one,
+  ``MirroredStrategy`` for several);
+* launcher: ``--rank_size=N`` with multi-worker on and no cluster given. The process starts N
+  copies of its own command line (:mod:`backends.launcher`), each with a ``TF_CONFIG`` on free
+  loopback ports, supervises them and exits with their result;
+* worker: a process of a cluster (``--worker_hosts`` + ``--task_index``, or ``TF_CONFIG``) trains
+  under ``MultiWorkerMirroredStrategy``; worker 0 (or the chief) is rank 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import tensorflow as tf
+from absl import flags, logging
+
+from backends import launcher
+from backends.base import Backend
+from backends.cluster import Cluster, local_clusters, resolve_cluster
+
+__all__ = ["DistributedBackend", "split_cpus"]
+
+flags.DEFINE_bool("multi_worker", None, "Train --rank_size replicas as that many local worker processes "
+                  "under MultiWorkerMirroredStrategy (default: on for cpu, off for gpu, which mirrors the "
+                  "GPUs in one process).")
+flags.DEFINE_list("worker_hosts", [], "Join a multi-host cluster: host:port of every worker, in rank order, "
+                  "the same list on every host (or set TF_CONFIG instead).")
+flags.DEFINE_integer("task_index", None, "With --worker_hosts: this process's index in that list (its rank).",
+                     lower_bound=0)
+flags.DEFINE_integer("cpus_per_rank", 0, "Launcher: pin each local worker process to this many CPU cores "
+                     "of its own (0: no pinning).", lower_bound=0)
+flags.DEFINE_float("collective_timeout_s", 0, "Multi-worker: seconds a collective (all-reduce) may wait "
+                   "for its peers before the step fails (0: TensorFlow's default, no limit).", lower_bound=0)
+flags.DEFINE_bool("xla", False, "Compile clusters of operations with XLA (tf.config.optimizer.set_jit).")
+
+
+def split_cpus(available: Sequence[int], ranks: int, per_rank: int) -> List[List[int]]:
+    """Disjoint groups of ``per_rank`` cores for ``ranks`` processes, from the cores ``available``.
+
+    Raises:
+        ValueError: if there are not enough cores.
+    """
+    cores = sorted(available)
+    if ranks * per_rank > len(cores):
+        raise ValueError(
+            f"--cpus_per_rank={per_rank} with --rank_size={ranks} needs {ranks * per_rank} cores; this process may "
+            f"use {len(cores)} ({','.join(map(str, cores))}). Lower --cpus_per_rank or pass 0 (no pinning)."
+        )
+    return [cores[i * per_rank:(i + 1) * per_rank] for i in range(ranks)]
+
+
+class DistributedBackend(Backend):
+    """A backend on ``tf.distribute``: one process, a launcher, or one worker of a cluster.
+
+    Subclasses say which devices a process uses (:meth:`configure_devices`,
+    :meth:`create_local_strategy`), how replicas talk (``communication``) and what environment a
+    local worker process needs (:meth:`rank_env`).
+
+    Args:
+        multi_worker: run ``rank_size`` replicas as worker processes; None for the subclass's default.
+        worker_hosts: cluster workers (``host:port``), with ``task_index``.
+        task_index: this process's index in ``worker_hosts``.
+        cpus_per_rank: launcher: cores pinned to each worker process (0: none).
+        collective_timeout_s: limit on one collective's wait for peers (0: none).
+        xla: XLA auto-clustering.
+        launch_log_dir: launcher: where each rank's full output is written.
+        environ: environment to read ``TF_CONFIG`` from (default ``os.environ``).
+        **kwargs: see :class:`backends.base.Backend`.
+    """
+
+    name = "distributed"
+    #: all-reduce implementation under MultiWorkerMirroredStrategy: "ring", "nccl" or "auto".
+    communication = "auto"
+    #: whether --rank_size > 1 means worker processes when --multi_worker is not given.
+    multi_worker_default = True
+
+    def __init__(self, *, multi_worker: Optional[bool] = None, worker_hosts: Sequence[str] = (),
+                 task_index: Optional[int] = None, cpus_per_rank: int = 0, collective_timeout_s: float = 0.0,
+                 xla: bool = False, launch_log_dir: Optional[str] = None,
+                 environ: Optional[Mapping[str, str]] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.multi_worker = self.multi_worker_default if multi_worker is None else bool(multi_worker)
+        self.cluster: Optional[Cluster] = resolve_cluster(worker_hosts, task_index, environ)
+        self.cpus_per_rank = int(cpus_per_rank)
+        self.collective_timeout_s = float(collective_timeout_s)
+        self.xla = bool(xla)
+        self.launch_log_dir = launch_log_dir or os.path.join("results", f"{self.rank_size}p")
+
+    @classmethod
+    def flag_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
+        """The constructor arguments this class reads from absl flags (subclasses add theirs)."""
+        log_dir = getattr(flags_obj, "log_dir", None)
+        return dict(
+            rank_size=flags_obj.rank_size, precision=flags_obj.precision, multi_worker=flags_obj.multi_worker,
+            worker_hosts=flags_obj.worker_hosts, task_index=flags_obj.task_index,
+            cpus_per_rank=flags_obj.cpus_per_rank, collective_timeout_s=flags_obj.collective_timeout_s,
+            xla=flags_obj.xla, launch_log_dir=log_dir or None,
+        )
+
+    @classmethod
+    def from_flags(cls, flags_obj: Any) -> DistributedBackend:
+        return cls(**cls.flag_kwargs(flags_obj))
+
+    # -- roles ------------------------------------------------------------------------------------
+
+    @property
+    def is_launcher(self) -> bool:
+        """True when this process starts local worker processes instead of training."""
+        return self.cluster is None and self.multi_worker and self.rank_size > 1
+
+    @property
+    def rank(self) -> int:
+        return self.cluster.rank if self.cluster else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.cluster.world_size if self.cluster else 1
+
+    @property
+    def local_replicas(self) -> int:
+        """Replicas this process trains: all of them alone, its share in a cluster."""
+        if self.cluster is None:
+            return self.rank_size
+        return self.rank_size // self.cluster.world_size
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+
+    def configure_devices(self) -> None:
+        """Makes ``local_replicas`` devices available; runs before TensorFlow's runtime starts."""
+
+    def create_local_strategy(self) -> tf.distribute.Strategy:
+        """The strategy of a process that trains alone."""
+        raise NotImplementedError
+
+    def rank_env(self, rank: int) -> Dict[str, str]:
+        """Environment variables of local worker process ``rank`` besides ``TF_CONFIG``."""
+        return {}
+
+    def num_accelerators(self) -> Dict[str, int]:
+        """Accelerators of this worker, for the cluster resolver (``{"GPU": 1}``)."""
+        return {}
+
+    # -- launching --------------------------------------------------------------------------------
+
+    def launch_plan(self, argv: Sequence[str]) -> Dict[str, Any]:
+        """Commands, environments and CPU sets of the local workers (see :func:`launcher.launch`)."""
+        if not argv:
+            raise ValueError("cannot start worker processes: the command line of this process is unknown.")
+        n = self.rank_size
+        script = os.path.abspath(argv[0]) if os.path.exists(argv[0]) else argv[0]
+        command = [sys.executable, script] + [str(a) for a in argv[1:]]
+        envs = []
+        for rank, cluster in enumerate(local_clusters(n)):
+            env = {"TF_CONFIG": cluster.tf_config()}
+            env.update(self.rank_env(rank))
+            envs.append(env)
+        cpu_sets = None
+        if self.cpus_per_rank:
+            cpu_sets = split_cpus(os.sched_getaffinity(0), n, self.cpus_per_rank)
+        return dict(commands=[list(command) for _ in range(n)], per_rank_env=envs, cpu_sets=cpu_sets)
+
+    def maybe_launch(self, argv: Optional[Sequence[str]]) -> Optional[int]:
+        if not self.is_launcher:
+            return None
+        plan = self.launch_plan(argv if argv is not None else sys.argv)
+        cores = plan["cpu_sets"] or [None] * self.rank_size
+        logging.info("Starting %d %s worker processes under MultiWorkerMirroredStrategy: %s; full output in %s",
+                     self.rank_size, self.name,
+                     ", ".join(f"rank {i}" + (f" on cores {c}" if c else "") for i, c in enumerate(cores)),
+                     self.launch_log_dir)
+        return launcher.launch(plan["commands"], plan["per_rank_env"], cpu_sets=plan["cpu_sets"],
+                               log_dir=self.launch_log_dir)
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Checks that flags and cluster agree; raises ValueError saying what to change."""
+        if self.cluster is not None and self.rank_size % self.cluster.world_size:
+            raise ValueError(
+                f"--rank_size={self.rank_size} is not a multiple of the {self.cluster.world_size} workers of the "
+                f"cluster ({', '.join(self.cluster.addresses)}); --rank_size counts all replicas of all workers."
+            )
+
+    def setup(self) -> None:
+        self.validate()
+        self.configure_devices()
+        if self.xla:
+            tf.config.optimizer.set_jit(True)
+        if self.cluster is not None:
+            # MultiWorkerMirroredStrategy configures the collective runtime, which must happen before
+            # TensorFlow runs its first operation: create it now.
+            self._strategy = self._create_multi_worker_strategy()
+
+    def _create_multi_worker_strategy(self) -> tf.distribute.Strategy:
+        cluster = self.cluster
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster.cluster_spec()), task_type=cluster.task_type, task_id=cluster.task_index,
+            rpc_layer="grpc", num_accelerators=self.num_accelerators(),
+        )
+        implementation = {
+            "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+            "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+            "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+        }[self.communication]
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation, timeout_seconds=self.collective_timeout_s or None)
+        logging.info("rank %d of %d joins the cluster %s", cluster.rank, cluster.world_size, cluster.addresses)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+
+    def create_strategy(self) -> tf.distribute.Strategy:
+        if self.cluster is not None:
+            return self._create_multi_worker_strategy()
+        return self.create_local_strategy()
+
+    def describe(self) -> str:
+        text = super().describe()
+        if self.cluster is not None:
+            text += f" rank={self.rank}/{self.world_size} communication={self.communication}"
+        if self.xla:
+            text += " xla=on"
+        return text
