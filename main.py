@@ -30,7 +30,9 @@ flags.DEFINE_string("dataset", None, "Registered dataset name; default: syntheti
                     "else inferred from --data_dir.")
 flags.DEFINE_list("extra_modules", [], "Python modules (or .py files) to import first; they register "
                   "their own models, backends or datasets.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "evaluate", "train_and_evaluate", "predict", "export"],
+                  "What to run: train; evaluate every checkpoint; train_and_evaluate; predict --image; "
+                  "export a SavedModel (see docs/evaluation.md).")
 flags.DEFINE_bool("list", False, "Print the registered models, backends and datasets, then exit.")
 
 # -- the recipe's flags (names and defaults as in its train.py) ------------------------------------
@@ -40,7 +42,10 @@ flags.DEFINE_integer("num_classes", None, "Number of classes (default: the datas
 flags.DEFINE_integer("image_size", None, "Image size of the model's input (default: the model's, 224).",
                      lower_bound=1)
 flags.DEFINE_integer("batch_size", 128, "Mini-batch size per device.", lower_bound=1)
-flags.DEFINE_string("pretrained", None, "Path of a pretrained checkpoint to start from.")
+flags.DEFINE_string("pretrained", None, "Checkpoint (prefix or directory) whose weights training starts from, "
+                    "unless --checkpoint_dir already holds a checkpoint to resume.")
+flags.DEFINE_list("restore_exclude", ["logits"], "--pretrained: layers (fnmatch patterns) that keep their fresh "
+                  "weights, by default the classifier, for fine-tuning on other classes; empty restores all.")
 flags.DEFINE_float("lr", 0.06, "Peak learning rate, for the global batch.", lower_bound=0.0)
 flags.DEFINE_float("max_epochs", 150, "Max number of epochs to train the model.", lower_bound=0.0)
 flags.DEFINE_float("warmup_epochs", 5, "Epochs of linear learning-rate warm-up.", lower_bound=0.0)
@@ -58,6 +63,16 @@ flags.DEFINE_string("log_dir", None, "Where the log and checkpoints go (default:
 flags.DEFINE_string("log_name", "alexnet_training.log", "Name of the log file.")
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Interval between checkpoints, in steps.", lower_bound=1)
 flags.DEFINE_string("checkpoint_dir", None, "Checkpoint directory (default: --log_dir).")
+
+# -- evaluation, inference and export (docs/evaluation.md) -------------------------------------------
+flags.DEFINE_string("checkpoint_path", None, "evaluate/predict/export: this checkpoint (DIR/model.ckpt-N) "
+                    "instead of those in --checkpoint_dir.")
+flags.DEFINE_integer("eval_batch_size", None, "Validation batch per device (default: --batch_size, which "
+                     "also gives the epoch column).", lower_bound=1)
+flags.DEFINE_list("image", [], "predict: image files (JPEG, PNG, ...), comma-separated.")
+flags.DEFINE_string("label_map", None, "predict/export: label map file (<label><TAB><name> lines); default: "
+                    "label_map.txt beside the checkpoint, if there is one.")
+flags.DEFINE_string("export_dir", None, "export: directory to create for the SavedModel (must not exist).")
 flags.DEFINE_integer("max_train_steps", None, "Training steps; when set, overrides --max_epochs.",
                      lower_bound=1)
 flags.DEFINE_bool("synthetic", False, "Use synthetic data (no file is read).")

@@ -6,9 +6,10 @@ the packages this module wires together.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -21,8 +22,10 @@ from registry import BACKENDS, DATASETS
 from training.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.optimizers import build_optimizer
+from training.progress import progress_line
 from training.schedules import WarmupDecaySchedule
-from training.trainer import TrainConfig, Trainer, TrainResult
+from training.summaries import attach_summaries
+from training.trainer import PeriodicHook, TrainConfig, Trainer, TrainResult
 from zoo.recipe import ModelRecipe
 
 __all__ = ["dataset_name", "default_log_dir", "make_backend", "make_dataset", "rank_dirs", "run", "train"]
@@ -88,8 +91,16 @@ def _model_kwargs(flags: Any) -> dict:
     return kwargs
 
 
-def train(flags: Any, backend: Backend) -> TrainResult:
-    """Trains ``--model`` on ``--dataset`` with the shared optimizer stack (``--mode=train``)."""
+def train(flags: Any, backend: Backend, *,
+          make_hooks: Optional[Callable[..., Sequence[PeriodicHook]]] = None) -> TrainResult:
+    """Trains ``--model`` on ``--dataset`` with the shared optimizer stack (``--mode=train``).
+
+    Args:
+        flags: parsed flags.
+        backend: the set-up backend.
+        make_hooks: called as ``make_hooks(model=, dataset=, log=, config=)`` once the model
+            exists; returns periodic hooks for the trainer (train_and_evaluate's evaluation).
+    """
     recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
     dataset = make_dataset(flags, recipe)
     num_classes = flags.num_classes or dataset.num_classes
@@ -103,8 +114,12 @@ def train(flags: Any, backend: Backend) -> TrainResult:
         )
     max_steps = flags.max_train_steps or int(round(flags.max_epochs * steps_per_epoch))
     log_dir, ckpt_dir = rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
-    log = TrainLog(log_dir, flags.log_name, write_files=True,
+    # A live progress line on a terminal; it reads the step counter of the optimizer built below.
+    progress = progress_line(sys.stdout, read_step=lambda: optimizer.iterations.numpy(), total_steps=max_steps,
+                             global_batch=global_batch, steps_per_epoch=steps_per_epoch) if backend.is_chief else None
+    log = TrainLog(log_dir, flags.log_name, write_files=True, stream=progress,
                    prefix=f"[rank {backend.rank}] " if backend.world_size > 1 else "")
+    summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
     log.info(
         f"model={flags.model} dataset={dataset.name} {backend.describe()} classes={num_classes} "
         f"image_size={recipe.input_size} global_batch={global_batch} steps_per_epoch={steps_per_epoch} "
@@ -129,26 +144,54 @@ def train(flags: Any, backend: Backend) -> TrainResult:
     if flags.do_checkpoint:
         checkpointer = Checkpointer(ckpt_dir, max_to_keep=flags.max_checkpoint_to_save,
                                     is_chief=backend.is_chief, model=model, optimizer=optimizer)
+    if getattr(flags, "pretrained", None) and not (checkpointer and checkpointer.latest):
+        from training.weights import load_weights  # resuming from checkpoint_dir takes precedence
+
+        loaded = load_weights(model, flags.pretrained, exclude=flags.restore_exclude or ())
+        log.info(f"Initialised from --pretrained={loaded.path}: {len(loaded.restored)} tensors restored, kept "
+                 f"fresh: {', '.join(loaded.skipped) or 'none'}")
     config = TrainConfig(
         num_classes=num_classes, per_replica_batch=flags.batch_size, global_batch=global_batch,
         num_train_examples=num_train, max_steps=max_steps, iterations_per_loop=flags.iterations_per_loop,
         save_summary_steps=flags.save_summary_steps, save_checkpoints_steps=flags.save_checkpoints_steps,
         label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay,
     )
+    hooks = list(make_hooks(model=model, dataset=dataset, log=log, config=config)) if make_hooks else []
     trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
-                      log=log, checkpointer=checkpointer)
+                      log=log, checkpointer=checkpointer, hooks=hooks)
 
     def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
         batch = ctx.get_per_replica_batch_size(global_batch) if ctx else flags.batch_size
         return dataset.input_fn("train", training=True, batch_size=batch, input_context=ctx)
 
     try:
+        if progress:
+            progress.start()
         return trainer.train(dataset_fn)
     finally:
+        if progress:
+            progress.stop()
+        if summaries:
+            summaries.close()
         log.close()
 
 
-MODES = {"train": train}
+def _mode(module: str, name: str) -> Callable[[Any, Backend], Any]:
+    """A mode implemented in another module, imported when it runs (that module imports this one)."""
+
+    def run_mode(flags: Any, backend: Backend) -> Any:
+        return getattr(importlib.import_module(module), name)(flags, backend)
+
+    return run_mode
+
+
+MODES = {
+    "train": train,
+    "evaluate": _mode("training.evaluator", "evaluate"),
+    "train_and_evaluate": _mode("training.evaluator", "train_and_evaluate"),
+    "predict": _mode("training.predictor", "predict"),
+    "export": _mode("training.export", "export"),
+}
 
 
 def run(flags: Any) -> int:

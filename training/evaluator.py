@@ -1,0 +1,349 @@
+"""Validation metrics, ``--mode=evaluate`` and ``--mode=train_and_evaluate``.
+
+Every validation example counts exactly once, the last partial batch included: each replica
+(and, on strategy-less backends such as the NPU adapter, each process) sums its correct
+predictions, its loss and its example count; those sums are added across replicas with the
+strategy's reduction and across processes with ``backend.reduce_sum``, and only then divided.
+Averaging per-shard accuracies instead would weigh a short last shard like a full one.
+
+Results go to the recipe's table (see :mod:`training.eval_table`), one JSON line per evaluation
+in ``metrics.jsonl`` (``"type": "eval"``) and, through the log's listeners, TensorBoard.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import tensorflow as tf
+
+import zoo
+from backends.base import Backend
+from training import eval_table
+from training.checkpoints import list_checkpoints, step_of
+from training.log import TrainLog
+from training.losses import cross_entropy
+from training.summaries import attach_summaries
+from training.weights import checkpoint_mtime, checkpoint_num_classes, load_weights, resolve_checkpoint
+
+__all__ = ["EvalReport", "EvalResult", "EvalTotals", "Evaluator", "evaluate", "train_and_evaluate"]
+
+
+@dataclass
+class EvalTotals:
+    """Sums over evaluated examples; add totals of shards, then read the metrics."""
+
+    examples: int = 0
+    top1_correct: int = 0
+    top5_correct: int = 0
+    loss_sum: float = 0.0
+
+    def __add__(self, other: EvalTotals) -> EvalTotals:
+        return EvalTotals(self.examples + other.examples, self.top1_correct + other.top1_correct,
+                          self.top5_correct + other.top5_correct, self.loss_sum + other.loss_sum)
+
+    @property
+    def top1(self) -> float:
+        """Top-1 accuracy in percent."""
+        return 100.0 * self.top1_correct / self.examples if self.examples else math.nan
+
+    @property
+    def top5(self) -> float:
+        """Top-5 accuracy in percent."""
+        return 100.0 * self.top5_correct / self.examples if self.examples else math.nan
+
+    @property
+    def loss(self) -> float:
+        """Mean cross entropy per example."""
+        return self.loss_sum / self.examples if self.examples else math.nan
+
+
+class Evaluator:
+    """Computes :class:`EvalTotals` of a model on a backend's replicas.
+
+    Args:
+        model: Keras model mapping images to logits (created in ``backend.scope()``).
+        backend: the device backend (strategy, dataset distribution, cross-process sums).
+        num_classes: classifier size.
+        label_smoothing: smoothing of the reported cross entropy; the training value makes the
+            validation loss comparable with the training log's ``loss``.
+        top_k: the "top-5" of the table (at most ``num_classes``).
+    """
+
+    def __init__(self, model, backend: Backend, *, num_classes: int, label_smoothing: float = 0.0,
+                 top_k: int = 5) -> None:
+        self.model = model
+        self.backend = backend
+        self.strategy = backend.strategy
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.top_k = min(top_k, num_classes)
+        self._step = None
+
+    def _replica_sums(self, images, labels):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        top1 = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.int32))
+        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, self.top_k), tf.int32))
+        loss = tf.reduce_sum(cross_entropy(labels, logits, self.num_classes, self.label_smoothing))
+        return tf.size(labels), top1, top5, loss
+
+    def _make_step(self):
+        strategy = self.strategy
+
+        # Shapes vary (the last batch, empty batches of replicas that ran out): trace generally.
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            images, labels = batch
+            sums = strategy.run(self._replica_sums, args=(images, labels))
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+        return step
+
+    def run(self, dataset_fn: Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]) -> EvalTotals:
+        """Evaluates one pass over the data that ``dataset_fn`` makes for each input pipeline.
+
+        The dataset must yield every example of its shard exactly once (no repeat), keeping the
+        last partial batch.
+        """
+        if self._step is None:
+            self._step = self._make_step()
+        examples = top1 = top5 = 0
+        loss = 0.0
+        for batch in self.backend.distribute_dataset(dataset_fn):
+            n, c1, c5, batch_loss = self._step(batch)
+            examples += int(n)
+            top1 += int(c1)
+            top5 += int(c5)
+            loss += float(batch_loss)
+        # Strategy-less backends (one device per process): add the processes' sums.
+        counts = self.backend.reduce_sum(tf.constant([examples, top1, top5], tf.int64))
+        loss_sum = self.backend.reduce_sum(tf.constant(loss, tf.float64))
+        counts = [int(c) for c in tf.reshape(counts, [-1]).numpy()]
+        return EvalTotals(counts[0], counts[1], counts[2], float(loss_sum))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One evaluated checkpoint (one row of the table)."""
+
+    step: int
+    epoch: float
+    totals: EvalTotals
+    timestamp: float
+    checkpoint: Optional[str] = None
+
+    def row(self) -> str:
+        t = self.totals
+        return eval_table.format_row(self.step, self.epoch, t.top1, t.top5, t.loss, self.timestamp)
+
+    def record(self) -> Dict[str, Any]:
+        """The JSON line written to ``metrics.jsonl``."""
+        t = self.totals
+        return dict(type="eval", step=self.step, epoch=round(self.epoch, 4), top1=t.top1, top5=t.top5,
+                    loss=t.loss, examples=t.examples, top1_correct=t.top1_correct, top5_correct=t.top5_correct,
+                    checkpoint=self.checkpoint, checkpoint_time=eval_table.utc_time(self.timestamp),
+                    time=time.time())
+
+
+@dataclass
+class EvalReport:
+    """Prints the table through a :class:`TrainLog` and writes the JSON lines.
+
+    Args:
+        log: where lines and records go.
+        dataset_size: the validation split's size, printed above the table.
+    """
+
+    log: TrainLog
+    dataset_size: Optional[int]
+    results: List[EvalResult] = field(default_factory=list)
+    _header_printed: bool = False
+
+    def _header(self) -> None:
+        self.log.info("Evaluating")
+        if self.dataset_size is not None:
+            self.log.info(f"Validation dataset size: {self.dataset_size}")
+        self.log.info(eval_table.HEADER)
+
+    def add(self, result: EvalResult) -> None:
+        """Prints the row (after the header, the first time) and records the result."""
+        if not self._header_printed:
+            self._header()
+            self._header_printed = True
+        if self.dataset_size is not None and result.totals.examples != self.dataset_size:
+            self.log.info(f"Warning: counted {result.totals.examples} validation examples, the dataset "
+                          f"reports {self.dataset_size}.")
+        self.log.info(result.row())
+        self.log.metrics(result.record())
+        self.results.append(result)
+
+    def finish(self, *, repeat_table: bool = False) -> None:
+        """Ends the table with ``Finished evaluation``; ``repeat_table`` prints all rows again first
+        (train_and_evaluate, where training lines come between the rows)."""
+        if repeat_table and self.results:
+            self._header()
+            for result in self.results:
+                self.log.info(result.row())
+        self.log.info(eval_table.FINISHED)
+
+
+# -- the modes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EvalSetup:
+    """What both modes need: the dataset, sizes and the validation input function."""
+
+    dataset: Any
+    recipe: Any
+    num_classes: int
+    global_batch: int  # of training, for the epoch column
+    num_train: Optional[int]
+    dataset_fn: Callable
+    val_size: Optional[int]
+
+    def epoch_at(self, step: int) -> float:
+        return step * self.global_batch / self.num_train if self.num_train else math.nan
+
+
+def _setup(flags: Any, backend: Backend, dataset=None, num_classes: Optional[int] = None) -> _EvalSetup:
+    from training import runner  # the runner imports this module's modes lazily
+
+    recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
+    if dataset is None:
+        dataset = runner.make_dataset(flags, recipe)
+    num_classes = num_classes or flags.num_classes or dataset.num_classes
+    try:
+        num_train = dataset.num_examples("train")
+    except (FileNotFoundError, ValueError, OSError):  # only the validation split may be present
+        num_train = None
+    eval_batch = getattr(flags, "eval_batch_size", None) or flags.batch_size
+    global_eval_batch = eval_batch * backend.num_replicas
+
+    def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+        batch = ctx.get_per_replica_batch_size(global_eval_batch) if ctx else eval_batch
+        return dataset.input_fn("validation", training=False, batch_size=batch, input_context=ctx)
+
+    return _EvalSetup(dataset=dataset, recipe=recipe, num_classes=num_classes,
+                      global_batch=flags.batch_size * backend.num_replicas, num_train=num_train,
+                      dataset_fn=dataset_fn, val_size=dataset.num_examples("validation"))
+
+
+def run_dirs(flags: Any, backend: Backend):
+    """(log directory, checkpoint directory) of this rank, as training chooses them."""
+    from training import runner
+
+    rank_dirs = getattr(runner, "rank_dirs", None)
+    if rank_dirs is not None:
+        return rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
+    log_dir = flags.log_dir or runner.default_log_dir(backend.world_size, backend.rank)
+    return log_dir, flags.checkpoint_dir or log_dir
+
+
+def _open_log(flags: Any, backend: Backend, log_dir: str) -> TrainLog:
+    return TrainLog(log_dir, flags.log_name, prefix=f"[rank {backend.rank}] " if backend.world_size > 1 else "")
+
+
+def checkpoints_to_evaluate(flags: Any, checkpoint_dir: str) -> List[str]:
+    """``--checkpoint_path`` alone, else every ``model.ckpt-N`` in the checkpoint directory, by step.
+
+    Raises:
+        FileNotFoundError: nothing to evaluate; the message says where it looked.
+    """
+    if getattr(flags, "checkpoint_path", None):
+        return [resolve_checkpoint(flags.checkpoint_path)]
+    found = list_checkpoints(checkpoint_dir)
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint model.ckpt-N in {checkpoint_dir}; pass --checkpoint_dir=DIR (where training wrote "
+            "them) or --checkpoint_path=DIR/model.ckpt-N."
+        )
+    return found
+
+
+def _checkpoint_step(path: str) -> int:
+    try:
+        return step_of(path)
+    except ValueError:
+        return 0
+
+
+def evaluate(flags: Any, backend: Backend) -> List[EvalResult]:
+    """``--mode=evaluate``: evaluates every checkpoint (or ``--checkpoint_path``) on the validation split."""
+    log_dir, ckpt_dir = run_dirs(flags, backend)
+    paths = checkpoints_to_evaluate(flags, ckpt_dir)
+    setup = _setup(flags, backend, num_classes=flags.num_classes or None)
+    stored_classes = checkpoint_num_classes(paths[0])
+    if stored_classes != setup.num_classes:
+        raise ValueError(
+            f"{paths[0]} has a {stored_classes}-class classifier, the dataset {setup.dataset.name} has "
+            f"{setup.num_classes} classes; evaluate it on data with the same classes (or pass --num_classes)."
+        )
+    with backend.scope():
+        model = zoo.create_model(flags.model, recipe=setup.recipe, num_classes=setup.num_classes)
+    evaluator = Evaluator(model, backend, num_classes=setup.num_classes, label_smoothing=flags.label_smoothing)
+    log = _open_log(flags, backend, log_dir)
+    summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
+    report = EvalReport(log, setup.val_size)
+    try:
+        for path in paths:
+            load_weights(model, path)
+            step = _checkpoint_step(path)
+            totals = evaluator.run(setup.dataset_fn)
+            report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,
+                                  timestamp=checkpoint_mtime(path), checkpoint=os.path.abspath(path)))
+        report.finish()
+    finally:
+        if summaries:
+            summaries.close()
+        log.close()
+    return report.results
+
+
+def evaluation_every_steps(epochs_between_evals: float, steps_per_epoch: int, max_steps: int) -> int:
+    """Steps between evaluations of train_and_evaluate; 0 epochs means only at the end."""
+    if epochs_between_evals <= 0:
+        return max(max_steps, 1)
+    return max(1, int(round(epochs_between_evals * steps_per_epoch)))
+
+
+def train_and_evaluate(flags: Any, backend: Backend):
+    """``--mode=train_and_evaluate``: trains, evaluating every ``--epochs_between_evals`` epochs and at the end."""
+    from training import runner
+    from training.trainer import PeriodicHook
+
+    state: Dict[str, Any] = {}
+
+    def make_hooks(*, model, dataset, log, config, **_):
+        setup = _setup(flags, backend, dataset=dataset, num_classes=config.num_classes)
+        setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
+        evaluator = Evaluator(model, backend, num_classes=config.num_classes, label_smoothing=flags.label_smoothing)
+        report = EvalReport(log, setup.val_size)
+        ckpt_dir = run_dirs(flags, backend)[1]
+        state["report"] = report
+
+        def hook(step: int) -> None:
+            totals = evaluator.run(setup.dataset_fn)
+            prefix = os.path.join(ckpt_dir, f"model.ckpt-{step}")
+            saved = os.path.exists(prefix + ".index")
+            report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,
+                                  timestamp=checkpoint_mtime(prefix) if saved else time.time(),
+                                  checkpoint=os.path.abspath(prefix) if saved else None))
+            if step >= config.max_steps:
+                report.finish(repeat_table=len(report.results) > 1)
+
+        every = evaluation_every_steps(flags.epochs_between_evals, config.num_train_examples // config.global_batch,
+                                       config.max_steps)
+        return [PeriodicHook(every_steps=every, fn=hook, at_end=True)]
+
+    result = runner.train(flags, backend, make_hooks=make_hooks)
+    report = state.get("report")
+    if report is not None and not report.results:
+        # Training had nothing left to do (resumed at the last step): evaluate what is there.
+        evaluate(flags, backend)
+    return result

@@ -1,0 +1,198 @@
+"""``--mode=predict``: the top-5 classes of image files, with probabilities and class names.
+
+Images get the evaluation preprocessing of the model's recipe (``datasets.preprocessing.eval_image``:
+shorter side to ``eval_resize``, central ``input_size`` crop, then the recipe's normalisation), the
+same function the exported SavedModel runs on JPEG bytes, so both give the same answer.
+
+Class names come from a label map (``<label><TAB><name>`` lines, as the ``image_folder`` dataset
+writes ``label_map.txt`` into the run's log directory): ``--label_map``, else ``label_map.txt``
+beside the checkpoint. Without one, classes are shown by index, with a note saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from backends.base import Backend
+from datasets import preprocessing
+from datasets.folders import read_label_map
+from training.log import TrainLog
+from training.weights import checkpoint_num_classes, load_weights, resolve_checkpoint
+
+__all__ = [
+    "LABEL_MAP_NAME",
+    "InferenceModel",
+    "Prediction",
+    "class_names",
+    "find_label_map",
+    "format_predictions",
+    "load_inference_model",
+    "predict",
+    "preprocess_config",
+    "preprocess_files",
+]
+
+LABEL_MAP_NAME = "label_map.txt"
+
+
+@dataclass
+class InferenceModel:
+    """A model with its weights and everything needed to feed it images."""
+
+    model: Any
+    checkpoint: str
+    num_classes: int
+    config: preprocessing.PreprocessConfig
+    names: List[str]  # one per class; empty strings where no name is known
+    label_map_path: Optional[str]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k of one image: (label, probability, name) from the most probable down."""
+
+    path: str
+    top: Tuple[Tuple[int, float, str], ...]
+
+
+def preprocess_config(flags: Any, recipe) -> preprocessing.PreprocessConfig:
+    """The evaluation preprocessing of ``recipe`` with the input-pipeline flags (``--eval_resize`` ...)."""
+    overrides = {}
+    if hasattr(flags, "eval_resize"):
+        overrides["eval_mode"] = flags.eval_resize
+    if hasattr(flags, "dct_scaling"):
+        overrides["dct_scaling"] = flags.dct_scaling
+    return preprocessing.PreprocessConfig.from_recipe(recipe, **overrides)
+
+
+def find_label_map(flags: Any, checkpoint: str) -> Optional[str]:
+    """``--label_map``, else ``label_map.txt`` beside the checkpoint, else None.
+
+    Raises:
+        FileNotFoundError: if ``--label_map`` names a missing file.
+    """
+    explicit = getattr(flags, "label_map", None)
+    if explicit:
+        if not tf.io.gfile.exists(explicit):
+            raise FileNotFoundError(f"--label_map={explicit}: no such file.")
+        return explicit
+    candidate = os.path.join(os.path.dirname(checkpoint), LABEL_MAP_NAME)
+    return candidate if tf.io.gfile.exists(candidate) else None
+
+
+def class_names(label_map_path: Optional[str], num_classes: int) -> List[str]:
+    """One name per class from a label map; empty strings for classes it does not name.
+
+    Raises:
+        ValueError: if the label map names a label outside ``[0, num_classes)``.
+    """
+    names = [""] * num_classes
+    if not label_map_path:
+        return names
+    for label, name in read_label_map(label_map_path).items():
+        if not 0 <= label < num_classes:
+            raise ValueError(
+                f"{label_map_path}: label {label} ({name!r}) is outside the model's {num_classes} classes; "
+                "pass the label map of the data this checkpoint was trained on (--label_map)."
+            )
+        names[label] = name
+    return names
+
+
+def _checkpoint_for(flags: Any, backend: Optional[Backend]) -> str:
+    """``--checkpoint_path``, else the newest checkpoint where training writes them."""
+    if getattr(flags, "checkpoint_path", None):
+        return resolve_checkpoint(flags.checkpoint_path)
+    if flags.checkpoint_dir or flags.log_dir or backend is None:
+        return resolve_checkpoint(flags.checkpoint_dir or flags.log_dir)
+    from training.evaluator import run_dirs  # the default directories of train and evaluate
+
+    return resolve_checkpoint(run_dirs(flags, backend)[1])
+
+
+def load_inference_model(flags: Any, backend: Optional[Backend] = None) -> InferenceModel:
+    """Builds ``--model`` and restores ``--checkpoint_path`` (or the newest in ``--checkpoint_dir``).
+
+    The number of classes is ``--num_classes`` or the checkpoint's own classifier size.
+    """
+    checkpoint = _checkpoint_for(flags, backend)
+    num_classes = flags.num_classes or checkpoint_num_classes(checkpoint)
+    recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
+    scope = backend.scope() if backend is not None else _null_scope()
+    with scope:
+        model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes)
+    load_weights(model, checkpoint)
+    label_map = find_label_map(flags, checkpoint)
+    return InferenceModel(model=model, checkpoint=checkpoint, num_classes=num_classes,
+                          config=preprocess_config(flags, recipe), names=class_names(label_map, num_classes),
+                          label_map_path=label_map)
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def preprocess_files(paths: Sequence[str], config: preprocessing.PreprocessConfig) -> tf.Tensor:
+    """Normalised float32 [N, size, size, 3] images of ``paths``.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a file is not an image TensorFlow can decode (JPEG, PNG, GIF, BMP).
+    """
+    images = []
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"--image: {path}: no such file.")
+        encoded = tf.io.read_file(path)
+        try:
+            images.append(preprocessing.eval_image(encoded, config))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            raise ValueError(f"--image: {path}: cannot decode it as an image ({e.message.splitlines()[0]}).") from None
+    return preprocessing.normalize(tf.stack(images), config.mean, config.std)
+
+
+def _top(probabilities: np.ndarray, names: Sequence[str], k: int) -> Tuple[Tuple[int, float, str], ...]:
+    # Stable sort: ties keep the lower label first, as tf.math.top_k does.
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return tuple((int(i), float(probabilities[i]), names[i]) for i in order)
+
+
+def format_predictions(predictions: Sequence[Prediction]) -> List[str]:
+    """Lines of the report: the file, then ``rank. probability  name (label N)`` per class."""
+    lines = []
+    for p in predictions:
+        lines.append(p.path)
+        for rank, (label, prob, name) in enumerate(p.top, 1):
+            shown = f"{name} (label {label})" if name else f"label {label}"
+            lines.append(f"  {rank}. {prob:.6f}  {shown}")
+    return lines
+
+
+def predict(flags: Any, backend: Backend, top_k: int = 5) -> List[Prediction]:
+    """``--mode=predict``: prints the top-5 of every ``--image`` and returns them."""
+    paths = [p for p in (flags.image or []) if p]
+    if not paths:
+        raise ValueError("--mode=predict needs images: pass --image=PATH[,PATH...].")
+    inference = load_inference_model(flags, backend)
+    log = TrainLog(None)
+    images = preprocess_files(paths, inference.config)
+    logits = tf.cast(inference.model(images, training=False), tf.float32)
+    probabilities = tf.nn.softmax(logits).numpy()
+    k = min(top_k, inference.num_classes)
+    predictions = [Prediction(path, _top(probabilities[i], inference.names, k)) for i, path in enumerate(paths)]
+    source = (f"names from {inference.label_map_path}" if inference.label_map_path
+              else "no label map found: classes shown by index (pass --label_map=FILE for names)")
+    log.info(f"Predictions of {inference.checkpoint} ({flags.model}, {inference.num_classes} classes; {source})")
+    for line in format_predictions(predictions):
+        log.info(line)
+    return predictions
