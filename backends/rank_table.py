@@ -326,7 +326,8 @@ def read_hccn_conf(path: str = "/etc/hccn.conf") -> Dict[int, str]:
     except OSError as e:
         raise RankTableError(
             f"cannot read {path} ({e.strerror or e}), which holds the NPUs' addresses on an Ascend server. "
-            "Pass --rank_table_file=FILE, or the addresses with --npu_device_ips."
+            "Give the addresses yourself (main.py: --npu_device_ips, or a ready table with --rank_table_file; "
+            "tools/make_rank_table.py: --device_ips), or point --hccn_conf at the file."
         ) from None
     addresses: Dict[int, str] = {}
     for n, line in enumerate(lines, 1):
@@ -342,7 +343,7 @@ def read_hccn_conf(path: str = "/etc/hccn.conf") -> Dict[int, str]:
             raise RankTableError(f"{path} line {n}: {value.strip()!r} is not an IP address.") from None
     if not addresses:
         raise RankTableError(f"{path} has no address_<device id>=<ip> line; configure the NPU network "
-                             "(hccn_tool) or pass --npu_device_ips.")
+                             "(hccn_tool) or give the addresses yourself (--npu_device_ips / --device_ips).")
     return addresses
 
 
@@ -367,8 +368,8 @@ def make_local_rank_table(
             raise RankTableError(f"device id {device_id} is negative; NPU ids start at 0.")
         if int(device_id) not in device_ips:
             known = ", ".join(str(k) for k in sorted(device_ips)) or "none"
-            raise RankTableError(f"no address for NPU {device_id} (addresses known for: {known}); pass "
-                                 "--npu_device_ids of NPUs that exist on this server.")
+            raise RankTableError(f"no address for NPU {device_id} (addresses known for NPUs: {known}); use "
+                                 "device ids of NPUs that exist on this server.")
         try:
             ip = str(ipaddress.ip_address(str(device_ips[int(device_id)]).strip()))
         except ValueError:

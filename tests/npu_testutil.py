@@ -1,0 +1,114 @@
+"""Helpers for the NPU tests: the recording ``npu_device`` stand-in, rank tables, recorded calls."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Dict, List
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+FAKES = os.path.join(TESTS, "fakes")  # holds the npu_device stand-in package
+WORKER = os.path.join(TESTS, "npu_rank_worker.py")
+
+# The seed's scripts/8p.json, verbatim.
+SEED_8P_JSON = """{"group_count": "1","group_list":
+                    [{"group_name": "worker","device_count": "8","instance_count": "1", "instance_list":
+                    [{"devices":
+                                   [{"device_id":"0","device_ip":"192.168.100.101"},
+                                    {"device_id":"1","device_ip":"192.168.101.101"},
+                                    {"device_id":"2","device_ip":"192.168.102.101"},
+                                    {"device_id":"3","device_ip":"192.168.103.101"},
+                                    {"device_id":"4","device_ip":"192.168.100.100"},
+                                    {"device_id":"5","device_ip":"192.168.101.100"},
+                                    {"device_id":"6","device_ip":"192.168.102.100"},
+                                    {"device_id":"7","device_ip":"192.168.103.100"}],
+                                    "pod_name":"npu8p",        "server_id":"127.0.0.1"}]}],"status": "completed"}
+"""
+
+
+def v1_0_table(n: int, server_id: str = "10.0.0.1") -> Dict:
+    """A version 1.0 table of ``n`` devices on one server."""
+    return {
+        "server_count": "1",
+        "server_list": [{
+            "server_id": server_id,
+            "device": [{"device_id": str(i), "device_ip": f"192.168.{100 + i}.100", "rank_id": str(i)}
+                       for i in range(n)],
+        }],
+        "status": "completed",
+        "version": "1.0",
+    }
+
+
+def write_json(path: str, data) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def write_hccn_conf(path: str, n: int) -> str:
+    """An ``/etc/hccn.conf`` as the NPU driver writes it, for ``n`` devices."""
+    lines = []
+    for i in range(n):
+        lines += [f"address_{i}=192.168.{100 + i}.101", f"netmask_{i}=255.255.255.0"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+def standin_env(log_dir: str, **extra: str) -> Dict[str, str]:
+    """Environment for a ``main.py`` process that imports the stand-in and records to ``log_dir``."""
+    env = dict(os.environ)
+    for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "JOB_ID"):
+        env.pop(var, None)
+    env["PYTHONPATH"] = os.pathsep.join([FAKES, ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["NPU_STANDIN_LOG_DIR"] = str(log_dir)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(extra)
+    return env
+
+
+def read_calls(log_dir: str) -> Dict[str, List[Dict]]:
+    """Recorded calls per process file (``calls-rank<R>-<pid>.jsonl``), keyed by ``rank<R>``."""
+    out: Dict[str, List[Dict]] = {}
+    for path in sorted(glob.glob(os.path.join(str(log_dir), "calls-*.jsonl"))):
+        rank = os.path.basename(path).split("-")[1]
+        with open(path, encoding="utf-8") as f:
+            out.setdefault(rank, []).extend(json.loads(line) for line in f if line.strip())
+    return out
+
+
+def events(calls: List[Dict], name: str) -> List[Dict]:
+    return [c for c in calls if c["event"] == name]
+
+
+def first_seq(calls: List[Dict], name: str) -> int:
+    found = events(calls, name)
+    assert found, f"no {name} call recorded; calls: {[c['event'] for c in calls]}"
+    return found[0]["seq"]
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """The stand-in imported in this process, reset before and after the test."""
+    monkeypatch.syspath_prepend(FAKES)
+    for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "NPU_STANDIN_LOG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    import npu_device
+    from npu_device import _standin
+
+    _standin.reset()
+    yield npu_device
+    _standin.reset()
+
+
+def drop_standin_modules() -> None:
+    """Forgets an imported stand-in (so that ``import npu_device`` searches sys.path again)."""
+    for name in list(sys.modules):
+        if name == "npu_device" or name.startswith("npu_device."):
+            del sys.modules[name]
