@@ -153,7 +153,11 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.list:
         print_registries()
         return 0
-    validate_names(FLAGS)
+    try:
+        validate_names(FLAGS)
+    except app.UsageError as e:  # one clear line, not the whole usage text
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from training import runner  # heavy imports (TensorFlow) only once flags are valid
 
     logging.set_verbosity(logging.INFO)

@@ -1,0 +1,142 @@
+"""main.py end to end, in real processes: logs, checkpoints, resumption, flags and errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_main
+
+from training.checkpoints import list_checkpoints, step_of
+from training.log import parse_line
+
+FAST = ["--backend=cpu", "--synthetic", "--image_size=63", "--num_classes=10", "--batch_size=8", "--lr=0.001",
+        "--seed=1", "--warmup_epochs=0", "--lr_schedule=constant"]
+
+
+def log_lines(text):
+    return [parse_line(line) for line in text.splitlines() if line.startswith("step:")]
+
+
+def test_done_when_command_logs_and_resumes(tmp_path):
+    args = ["--model=alexnet", "--backend=cpu", "--synthetic", "--batch_size=8", "--iterations_per_loop=5",
+            "--save_summary_steps=5", f"--log_dir={tmp_path}", "--image_size=63", "--num_classes=10"]
+    first = run_main(*args, "--max_train_steps=20")
+    lines = [line for line in first.stdout.splitlines() if line.startswith("step:")]
+    assert len(lines) == 4
+    parsed = [parse_line(line) for line in lines]
+    assert all(parsed), lines  # every line in the exact format
+    assert [p["step"] for p in parsed] == [5, 10, 15, 20]
+    assert all(p["fps"] > 0 and p["batch_time"] > 0 for p in parsed)
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [20]
+    # The same lines are in the log file.
+    assert (tmp_path / "alexnet_training.log").read_text().count("step:") == 4
+
+    second = run_main(*args, "--max_train_steps=30")
+    assert f"Resumed from {tmp_path}/model.ckpt-20: step 20" in second.stdout
+    assert [p["step"] for p in log_lines(second.stdout)] == [25, 30]
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [20, 30]
+
+
+def test_loss_falls_on_a_fixed_synthetic_batch(tmp_path):
+    out = run_main(*FAST, "--max_train_steps=40", "--save_summary_steps=10", "--iterations_per_loop=10",
+                   "--nodo_checkpoint", f"--log_dir={tmp_path}")
+    losses = [p["loss"] for p in log_lines(out.stdout)]
+    assert len(losses) == 4
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert not list_checkpoints(str(tmp_path))  # --nodo_checkpoint writes none
+
+
+def test_killed_run_resumes_without_repeating_or_skipping_steps(tmp_path):
+    log_dir = tmp_path / "run"
+    args = [*FAST, "--max_train_steps=40", "--save_summary_steps=2", "--iterations_per_loop=2",
+            "--save_checkpoints_steps=2", "--max_checkpoint_to_save=50", f"--log_dir={log_dir}"]
+    output = tmp_path / "first_run.txt"
+    with open(output, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT, stdout=sink, stderr=sink)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list_checkpoints(str(log_dir))) < 2:
+            assert proc.poll() is None, output.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost machine
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved = [step_of(p) for p in list_checkpoints(str(log_dir))]
+    assert saved and saved[-1] < 40, saved
+    resumed_at = saved[-1]
+
+    second = run_main(*args)
+    assert f"Resumed from {log_dir}/model.ckpt-{resumed_at}: step {resumed_at}" in second.stdout
+    steps = [p["step"] for p in log_lines(second.stdout)]
+    assert steps == list(range(resumed_at + 2, 41, 2))
+    text = (log_dir / "alexnet_training.log").read_text()
+    file_steps = [p["step"] for p in (parse_line(line) for line in text.splitlines()) if p]
+    # Every step of the file log appears once after the resumption point: none repeated, none skipped.
+    after = [s for s in file_steps if s > resumed_at]
+    assert after == list(range(resumed_at + 2, 41, 2))
+
+
+def test_flagfile_round_trip(tmp_path):
+    import main
+
+    flags = main.FLAGS
+    try:
+        flags(["main.py", "--flagfile=" + os.path.join(ROOT, "configs/alexnet_imagenet_8p.flags")])
+        assert (flags.rank_size, flags.batch_size, flags.lr, flags.max_epochs) == (8, 128, 0.06, 150)
+        assert flags.use_nesterov and flags.label_smoothing == 0.1 and flags.weight_decay == 1e-4
+        saved = {name: flags[name].value for name in ("rank_size", "batch_size", "lr", "iterations_per_loop",
+                                                      "warmup_epochs", "model", "optimizer")}
+        path = tmp_path / "round_trip.flags"
+        path.write_text(flags.flags_into_string())
+        flags.unparse_flags()
+        assert flags.rank_size == 1  # back to defaults
+        flags(["main.py", f"--flagfile={path}"])
+        assert {name: flags[name].value for name in saved} == saved
+    finally:
+        flags.unparse_flags()
+
+
+def test_flagfile_runs_with_overrides(tmp_path):
+    out = run_main("--flagfile=configs/alexnet_imagenet_1p.flags", "--backend=cpu", "--synthetic",
+                   "--max_train_steps=2", "--batch_size=4", "--image_size=63", "--num_classes=10",
+                   "--save_summary_steps=1",
+                   f"--log_dir={tmp_path}", "--nodo_checkpoint")
+    assert "global_batch=4" in out.stdout
+    assert [p["step"] for p in log_lines(out.stdout)] == [1, 2]
+
+
+def test_unknown_model_names_alexnet():
+    out = run_main("--model=resnet50", "--backend=cpu", "--synthetic", check=False)
+    assert out.returncode != 0
+    assert "--model=resnet50: Unknown model 'resnet50'" in out.stderr
+    assert "alexnet" in out.stderr
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--batch_size=0", "flag --batch_size=0"),
+    ("--optimizer=adagrad", "flag --optimizer=adagrad: value should be one of"),
+    ("--lr_decay_boundaries=60,30", "--lr_decay_boundaries must be increasing"),
+    ("--version=orthogonal", "--version=orthogonal: must be one of he_uniform, torchvision, xavier"),
+])
+def test_bad_flag_values_name_the_flag(flag, message):
+    out = run_main(flag, "--backend=cpu", "--synthetic", check=False)
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+def test_extra_modules_example_trains_a_user_model(tmp_path):
+    out = run_main("--extra_modules=examples.custom_model", "--model=tiny_convnet", "--backend=cpu", "--synthetic",
+                   "--max_train_steps=4", "--batch_size=4", "--save_summary_steps=2", "--lr=0.01",
+                   f"--log_dir={tmp_path}")
+    assert "model=tiny_convnet" in out.stdout and "image_size=32" in out.stdout
+    assert [p["step"] for p in log_lines(out.stdout)] == [2, 4]
+
+
+def test_list_shows_registries():
+    out = run_main("--list")
+    assert "alexnet_modelzoo" in out.stdout and "cpu" in out.stdout and "synthetic" in out.stdout
