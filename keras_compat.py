@@ -31,4 +31,6 @@ def set_precision_policy(precision: str) -> str:
 
 def variable_value(v):
     """The tf.Variable behind a Keras variable (Keras 3 wraps them; Keras 2 does not)."""
-    return getattr(v, "value", v) if IS_KERAS_3 else v
+    if not IS_KERAS_3 or isinstance(v, tf.Variable):  # a tf.Variable's .value is a method
+        return v
+    return getattr(v, "value", v)

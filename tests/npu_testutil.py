@@ -6,9 +6,7 @@ import glob
 import json
 import os
 import sys
-from typing import Dict, List
-
-import pytest
+from typing import Dict, Iterator, List
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -93,9 +91,8 @@ def first_seq(calls: List[Dict], name: str) -> int:
     return found[0]["seq"]
 
 
-@pytest.fixture
-def standin(monkeypatch):
-    """The stand-in imported in this process, reset before and after the test."""
+def standin_session(monkeypatch) -> Iterator:
+    """Body of a ``standin`` fixture: the stand-in imported in this process, reset before and after."""
     monkeypatch.syspath_prepend(FAKES)
     for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "NPU_STANDIN_LOG_DIR"):
         monkeypatch.delenv(var, raising=False)
