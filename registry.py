@@ -260,6 +260,9 @@ def _import_file(path: str) -> None:
     if not os.path.isfile(path):
         raise ImportError(f"no such file: {path}")
     mod_name = "_extra_" + os.path.splitext(os.path.basename(path))[0]
+    loaded = sys.modules.get(mod_name)
+    if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "")) == os.path.abspath(path):
+        return  # main.py imports --extra_modules before and after flag parsing; register once
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
