@@ -13,6 +13,7 @@ adapter's loss-scale optimizer.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -271,6 +272,8 @@ class NPUBackend(Backend):
         if self.launch_config is None:
             raise ValueError(f"--rank_size={self.rank_size} without RANK_ID: this backend was built without "
                              "launch settings; start it through main.py or set RANK_ID per process.")
+        if importlib.util.find_spec("npu_device") is None:  # fail here, not in every rank
+            raise AdapterNotInstalledError(_INSTALL_HINT)
         argv = list(argv if argv is not None else (self.argv or sys.argv))
         if not argv:
             raise ValueError("cannot start the NPU ranks: the command line of this process is unknown.")

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
-from npu_testutil import SEED_8P_JSON, WORKER, v1_0_table, write_hccn_conf, write_json
+from npu_testutil import FAKES, SEED_8P_JSON, WORKER, drop_standin_modules, v1_0_table, write_hccn_conf, write_json
 
 from backends import npu, npu_launch
 from backends import rank_table as rt
+
+
+@pytest.fixture(autouse=True)
+def adapter_importable(monkeypatch):
+    """The launcher checks that the adapter exists before it starts ranks: let it find the stand-in."""
+    monkeypatch.syspath_prepend(FAKES)
 
 
 def _backend(tmp_path, rank_size, environ=None, **launch):
@@ -114,6 +121,14 @@ def test_bad_launch_settings_fail_before_any_rank_starts(tmp_path, launch, envir
     backend = _backend(tmp_path, 4, environ=environ, **launch)
     with pytest.raises(ValueError, match=message):
         backend.maybe_launch([WORKER])
+    assert not list(tmp_path.glob("rank*.json"))
+
+
+def test_without_the_adapter_no_rank_starts(tmp_path, monkeypatch):
+    drop_standin_modules()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != FAKES])
+    with pytest.raises(npu.AdapterNotInstalledError, match="TensorFlow 2.6"):
+        _backend(tmp_path, 2).maybe_launch([WORKER])
     assert not list(tmp_path.glob("rank*.json"))
 
 
