@@ -17,9 +17,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: setup
 	$(PY) main.py --flagfile=configs/demo_cpu.flags
 
-# The whole test suite (what CI runs).
+# Code the Ascend NPU path imports or runs there, where Python is at most 3.9.
+PY39_SOURCES := main.py registry.py keras_compat.py backends datasets training zoo tools
+
+# The whole test suite (what CI runs): Python 3.9 syntax of the NPU path, every test under Keras 3,
+# then the tests marked keras2 again under Keras 2 (tf_keras), which the NPU adapter runs on.
 test: setup
+	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
 	$(PY) -m pytest -q tests
+	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
+
+# Only the Keras 2 pass.
+test-keras2: setup
+	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -53,7 +53,9 @@ def require_open(what):
 
 def live_variable_count():
     """tf.Variables alive in this process (what would end up on the host, not the NPU)."""
-    return sum(1 for o in gc.get_objects() if isinstance(o, tf.Variable))
+    # Only TensorFlow's own objects: isinstance() on arbitrary objects can run their modules' code.
+    return sum(1 for o in gc.get_objects()
+               if str(getattr(type(o), "__module__", "")).startswith("tensorflow") and isinstance(o, tf.Variable))
 
 
 def _creator(next_creator, **kwargs):
