@@ -126,6 +126,22 @@ class Backend(abc.ABC):
         """Device-specific optimizer wrapping (e.g. the adapter's loss scaling)."""
         return optimizer
 
+    def assert_same_on_all_ranks(self, what: str, value: float, hint: str = "") -> None:
+        """Raises ValueError on every rank if ``value`` is not the same on all ranks.
+
+        Args:
+            what: what the value is, for the message (e.g. "the step training starts from").
+            value: this rank's value.
+            hint: how to fix a mismatch.
+        """
+
+    def finish(self) -> None:
+        """Runs once the mode has succeeded, just before the process exits.
+
+        Multi-process backends wait here for every rank, so that no rank exits while the others
+        still need it (its peers would report it as failed).
+        """
+
     def describe(self) -> str:
         """One line for the log: backend, devices, replicas."""
         return f"backend={self.name} replicas={self.num_replicas} precision={self.precision}"

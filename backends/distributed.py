@@ -218,6 +218,41 @@ class DistributedBackend(Backend):
             return self._create_multi_worker_strategy()
         return self.create_local_strategy()
 
+    # -- agreement between ranks -------------------------------------------------------------------
+
+    def _sum_over_replicas(self, values: Sequence[float]) -> List[float]:
+        """Sums ``values`` (the same on every replica of this process) over all replicas of all ranks."""
+        if getattr(self, "_sum_fn", None) is None:
+            strategy = self.strategy
+
+            @tf.function  # eager collectives work too, but TensorFlow warns about their overhead
+            def sum_fn(x):
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(x,)), axis=None)
+
+            self._sum_fn = sum_fn
+        return [float(x) for x in self._sum_fn(tf.constant(list(values), tf.float64)).numpy()]
+
+    def assert_same_on_all_ranks(self, what: str, value: float, hint: str = "") -> None:
+        if self.world_size == 1:
+            return
+        v = float(value)
+        total, squares, count = self._sum_over_replicas([v, v * v, 1.0])
+        # All values are equal exactly when count * sum(x^2) == (sum x)^2; every rank sees the same sums,
+        # so every rank reaches the same verdict and none is left waiting.
+        if abs(count * squares - total * total) > 1e-9 * max(1.0, total * total):
+            raise ValueError(
+                f"{what} differs between ranks: {v:g} on rank {self.rank}, mean {total / count:g} over "
+                f"{int(count)} replicas. {hint}".rstrip()
+            )
+
+    def finish(self) -> None:
+        if self.world_size == 1:
+            return
+        # A last all-reduce as a barrier: ranks leave together, so that no rank's departure is
+        # reported by the others (TensorFlow's coordination service logs a lost peer as an error).
+        count = self._sum_over_replicas([1.0])[0]
+        logging.info("rank %d: all %d replicas finished", self.rank, int(count))
+
     def describe(self) -> str:
         text = super().describe()
         if self.cluster is not None:

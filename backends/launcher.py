@@ -18,7 +18,8 @@ API::
 What it guarantees:
 
 * Each rank's stdout and stderr are forwarded line by line to the launcher's stdout, prefixed
-  ``[rank i] `` (a line that already starts with that prefix is forwarded unchanged).
+  ``[rank i] `` (a line that already starts with that prefix is forwarded unchanged); a line
+  ``[launcher] started rank i: pid P`` announces each rank.
 * Each rank runs in its own session (process group). When a rank exits non-zero or is killed, the
   others get SIGTERM, then SIGKILL after ``grace_s``; the same happens when the launcher receives
   SIGINT or SIGTERM, or when the other ranks outlive a rank that finished by more than
@@ -192,6 +193,7 @@ def launch_ranks(
     prefix: str = "[rank {rank}] ",
     stream: Optional[IO[str]] = None,
     poll_s: float = 0.1,
+    announce: bool = True,
 ) -> LaunchResult:
     """Runs one process per rank and supervises them; see the module docstring.
 
@@ -209,6 +211,7 @@ def launch_ranks(
         prefix: format of the prefix of forwarded lines; ``{rank}`` is replaced.
         stream: where forwarded output goes (default: ``sys.stdout``).
         poll_s: supervision interval.
+        announce: write ``[launcher] started rank i: pid P`` to ``stream`` for each rank.
 
     Returns:
         A :class:`LaunchResult`.
@@ -286,6 +289,10 @@ def launch_ranks(
             proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             ranks.append(_Rank(i, proc, prefix.format(rank=i), out, out_lock, log_file, tail_lines))
+            if announce:
+                with out_lock:
+                    out.write(f"[launcher] started rank {i}: pid {proc.pid}\n")
+                    out.flush()
 
         failed: Optional[_Rank] = None
         first_done_at: Optional[float] = None

@@ -61,7 +61,9 @@ def test_prefix_not_doubled():
     out = io.StringIO()
     code = launch([[sys.executable, "-c", "print('[rank 0] already tagged')"]], stream=out)
     assert code == 0
-    assert out.getvalue().splitlines() == ["[rank 0] already tagged"]
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[launcher] started rank 0: pid ")
+    assert lines[1:] == ["[rank 0] already tagged"]
 
 
 def test_failed_rank_stops_others_and_is_named(tmp_path, capsys):

@@ -20,6 +20,7 @@ from datasets.base import ImageDataset
 from keras_compat import keras, set_precision_policy
 from registry import BACKENDS, DATASETS
 from training.checkpoints import Checkpointer
+from training.consistency import check_weights_in_sync
 from training.log import TrainLog
 from training.optimizers import build_optimizer
 from training.progress import progress_line
@@ -167,7 +168,9 @@ def train(flags: Any, backend: Backend, *,
     try:
         if progress:
             progress.start()
-        return trainer.train(dataset_fn)
+        result = trainer.train(dataset_fn)
+        check_weights_in_sync(model, backend, log)
+        return result
     finally:
         if progress:
             progress.stop()
@@ -206,4 +209,5 @@ def run(flags: Any) -> int:
         keras.utils.set_random_seed(flags.seed)
     logging.info("Running --mode=%s on %s", flags.mode, backend.describe())
     MODES[flags.mode](flags, backend)
+    backend.finish()
     return 0

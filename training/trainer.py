@@ -179,6 +179,11 @@ class Trainer:
         cfg = self.config
         resumed = self.checkpointer.restore_latest() if self.checkpointer else None
         start = self.step
+        # Ranks that resumed from different steps would wait for each other forever.
+        self.backend.assert_same_on_all_ranks(
+            "the step training starts from", start,
+            hint=f"every rank must read the same checkpoint directory ({self.checkpointer.directory}), "
+            "e.g. on a shared file system" if self.checkpointer else "")
         if resumed:
             self.log.info(
                 f"Resumed from {resumed}: step {start}, epoch {cfg.epoch_at(start):.1f}, "
