@@ -273,10 +273,16 @@ def _checkpoint_step(path: str) -> int:
         return 0
 
 
-def evaluate(flags: Any, backend: Backend) -> List[EvalResult]:
-    """``--mode=evaluate``: evaluates every checkpoint (or ``--checkpoint_path``) on the validation split."""
+def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = None) -> List[EvalResult]:
+    """``--mode=evaluate``: evaluates every checkpoint (or ``--checkpoint_path``) on the validation split.
+
+    Args:
+        flags: parsed flags.
+        backend: the set-up backend.
+        checkpoints: these checkpoint prefixes instead of the ones the flags name.
+    """
     log_dir, ckpt_dir = run_dirs(flags, backend)
-    paths = checkpoints_to_evaluate(flags, ckpt_dir)
+    paths = checkpoints or checkpoints_to_evaluate(flags, ckpt_dir)
     setup = _setup(flags, backend, num_classes=flags.num_classes or None)
     stored_classes = checkpoint_num_classes(paths[0])
     if stored_classes != setup.num_classes:
@@ -344,6 +350,6 @@ def train_and_evaluate(flags: Any, backend: Backend):
     result = runner.train(flags, backend, make_hooks=make_hooks)
     report = state.get("report")
     if report is not None and not report.results:
-        # Training had nothing left to do (resumed at the last step): evaluate what is there.
-        evaluate(flags, backend)
+        # Training had nothing left to do (resumed at the last step): evaluate its last checkpoint.
+        evaluate(flags, backend, checkpoints=checkpoints_to_evaluate(flags, run_dirs(flags, backend)[1])[-1:])
     return result
