@@ -244,3 +244,25 @@ def test_train_and_evaluate(tmp_path):
     assert "Nothing to train" in rerun.stdout
     assert [line for line in rerun.stdout.splitlines() if eval_table.parse_row(line)] == [live[2]]
     assert rerun.stdout.rstrip().endswith(eval_table.FINISHED)
+
+
+def test_two_worker_processes_count_like_one(tmp_path):
+    """--rank_size=2: two processes under MultiWorkerMirroredStrategy each read their shard (4 and 3
+    examples, batch 2: both end in a partial batch); both print the one-process numbers."""
+    model = ev.scores_linear()
+    ev.identity_weights(model)
+    ev.save_checkpoint(model, str(tmp_path / "ckpt"), 100)
+    proc = run_main(EXTRA, "--mode=evaluate", "--model=scores_linear", "--dataset=handmade", "--backend=cpu",
+                    "--rank_size=2", f"--checkpoint_dir={tmp_path / 'ckpt'}", f"--log_dir={tmp_path / 'eval'}",
+                    "--batch_size=2")
+    rows = {}
+    for line in proc.stdout.splitlines():
+        for rank in (0, 1):
+            prefix = f"[rank {rank}] "
+            if line.startswith(prefix) and eval_table.parse_row(line[len(prefix):]):
+                rows[rank] = eval_table.parse_row(line[len(prefix):])
+    assert sorted(rows) == [0, 1]
+    for row in rows.values():
+        # epoch = 100 steps x global batch 4 / 6 training examples
+        assert (row["step"], row["epoch"], row["top1"], row["top5"]) == (100, 66.7, 57.143, 85.71)
+        assert row["loss"] == round(ev.expected_loss(), 2)
