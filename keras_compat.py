@@ -8,13 +8,31 @@ environment variable, selects the implementation everywhere.
 
 from __future__ import annotations
 
+import random
+from typing import Any, Iterable, List
+
+import numpy as np
 import tensorflow as tf
 
 keras = tf.keras
 KERAS_VERSION: str = getattr(keras, "__version__", "2")
 IS_KERAS_3: bool = KERAS_VERSION.startswith("3")
 
-__all__ = ["IS_KERAS_3", "KERAS_VERSION", "keras", "set_precision_policy", "variable_value"]
+__all__ = [
+    "IS_KERAS_3",
+    "KERAS_VERSION",
+    "RELAX_SHAPES",
+    "create_optimizer_variables",
+    "keras",
+    "optimizer_variables",
+    "set_precision_policy",
+    "set_random_seed",
+    "variable_value",
+]
+
+# tf.function(**RELAX_SHAPES) traces once for varying shapes; TF 2.6 knows only the old keyword.
+_TF_MAJOR_MINOR = tuple(int(p) for p in tf.__version__.split(".")[:2])
+RELAX_SHAPES = {"reduce_retracing": True} if _TF_MAJOR_MINOR >= (2, 9) else {"experimental_relax_shapes": True}
 
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -34,3 +52,35 @@ def variable_value(v):
     if not IS_KERAS_3 or isinstance(v, tf.Variable):  # a tf.Variable's .value is a method
         return v
     return getattr(v, "value", v)
+
+
+def create_optimizer_variables(optimizer, var_list: Iterable) -> None:
+    """Creates the optimizer's slot variables for ``var_list`` now (inside the caller's strategy scope).
+
+    Keras 3 and tf_keras >= 2.11 optimizers have ``build``; TF 2.6's ``OptimizerV2`` (the NPU
+    adapter's Keras) creates them with ``_create_all_weights`` instead.
+    """
+    var_list = list(var_list)
+    if hasattr(optimizer, "build"):
+        optimizer.build(var_list)
+    else:
+        optimizer._create_all_weights(var_list)
+
+
+def optimizer_variables(optimizer) -> List[Any]:
+    """The optimizer's variables: a property on current optimizers, a method on ``OptimizerV2``."""
+    found = optimizer.variables
+    if callable(found) and not isinstance(found, (list, tuple)):
+        found = found()
+    return list(found)
+
+
+def set_random_seed(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed`` is missing on TF 2.6)."""
+    setter = getattr(keras.utils, "set_random_seed", None)
+    if setter is not None:
+        setter(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)

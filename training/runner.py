@@ -17,7 +17,7 @@ from absl import logging
 import zoo
 from backends.base import Backend
 from datasets.base import ImageDataset
-from keras_compat import keras, set_precision_policy
+from keras_compat import create_optimizer_variables, set_precision_policy, set_random_seed
 from registry import BACKENDS, DATASETS
 from training.checkpoints import Checkpointer
 from training.consistency import check_weights_in_sync
@@ -139,7 +139,7 @@ def train(flags: Any, backend: Backend, *,
             epsilon=flags.optimizer_epsilon, loss_scaling=flags.precision == "fp16",
         )
         optimizer = backend.wrap_optimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+        create_optimizer_variables(optimizer, model.trainable_variables)
 
     checkpointer = None
     if flags.do_checkpoint:
@@ -206,7 +206,7 @@ def run(flags: Any) -> int:
     backend.setup()
     set_precision_policy(flags.precision)
     if flags.seed is not None:
-        keras.utils.set_random_seed(flags.seed)
+        set_random_seed(flags.seed)
     logging.info("Running --mode=%s on %s", flags.mode, backend.describe())
     MODES[flags.mode](flags, backend)
     backend.finish()

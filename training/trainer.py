@@ -10,6 +10,7 @@ from typing import Callable, List, Optional, Sequence
 import tensorflow as tf
 
 from backends.base import Backend
+from keras_compat import optimizer_variables
 from training.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.losses import cross_entropy, l2_penalty
@@ -193,7 +194,7 @@ class Trainer:
         if start >= cfg.max_steps:
             self.log.info(f"Nothing to train: step {start} >= max steps {cfg.max_steps}.")
             return result
-        self.backend.broadcast_variables(self.model.variables + list(self.optimizer.variables))
+        self.backend.broadcast_variables(self.model.variables + optimizer_variables(self.optimizer))
         iterator = iter(self.backend.distribute_dataset(dataset_fn))
         if self._loop_fn is None:
             self._loop_fn = self._make_loop()
