@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import zoo
 from backends.base import Backend
+from keras_compat import RELAX_SHAPES
 from training import eval_table
 from training.checkpoints import list_checkpoints, step_of
 from training.log import TrainLog
@@ -96,7 +97,7 @@ class Evaluator:
         strategy = self.strategy
 
         # Shapes vary (the last batch, empty batches of replicas that ran out): trace generally.
-        @tf.function(reduce_retracing=True)
+        @tf.function(**RELAX_SHAPES)
         def step(batch):
             images, labels = batch
             sums = strategy.run(self._replica_sums, args=(images, labels))
