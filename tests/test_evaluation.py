@@ -61,6 +61,7 @@ def test_table_row_is_the_seeds_format():
     assert eval_table.HEADER == " step  epoch  top1    top5     loss   checkpoint_time(UTC)"
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 @pytest.mark.parametrize("batch", [1, 3, 4, 7, 10])  # 3 and 4 leave a partial last batch
 def test_every_example_counts_once(backend, batch):
     totals = _totals(backend, _model(backend), batch)
@@ -70,12 +71,14 @@ def test_every_example_counts_once(backend, batch):
     assert totals.loss == pytest.approx(ev.expected_loss(), rel=1e-6)
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 def test_reversed_ranking_hand_counts(backend):
     totals = _totals(backend, _model(backend, scale=-1.0), 3)
     assert (totals.examples, totals.top1_correct, totals.top5_correct) == (ev.VAL_SIZE, NEG_TOP1, NEG_TOP5)
     assert totals.loss == pytest.approx(ev.expected_loss(scale=-1.0), rel=1e-6)
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 def test_shards_add_up_to_the_whole(backend):
     """Two ranks each evaluate their shard (4 and 3 examples, batch 3: both end in a partial
     batch); adding their counts gives exactly the one-shard result."""

@@ -44,6 +44,7 @@ def training_checkpoint(tmp_path_factory):
     return path, _weights(model)
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 def test_full_restore_is_bit_identical(training_checkpoint):
     path, saved = training_checkpoint
     model = zoo.create_model("alexnet", num_classes=5, image_size=SIZE)
@@ -55,6 +56,7 @@ def test_full_restore_is_bit_identical(training_checkpoint):
         assert np.array_equal(restored[name], saved[name]), name
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 def test_fine_tuning_skips_the_classifier(training_checkpoint):
     path, saved = training_checkpoint
     model = zoo.create_model("alexnet", num_classes=3, image_size=SIZE)
@@ -69,6 +71,7 @@ def test_fine_tuning_skips_the_classifier(training_checkpoint):
             assert np.array_equal(after[name], saved[name]), name
 
 
+@pytest.mark.keras2  # the shared code path also runs on Keras 2 (NPU adapter)
 def test_mismatches_are_refused_without_changes(training_checkpoint):
     path, _ = training_checkpoint
     model = zoo.create_model("alexnet", num_classes=3, image_size=SIZE)
