@@ -248,3 +248,18 @@ def test_non_image_files_are_counted_not_hidden(tmp_path):
     found = folders.scan_split(root, "train")
     assert [os.path.basename(p) for p in found.ignored] == ["readme.txt"]
     assert len(found) == 10  # upper-case .JPG counts
+
+
+# -- through main.py ----------------------------------------------------------------------------
+
+def test_main_trains_from_tfrecords_and_from_the_demo(shards, tmp_path, main_runner):
+    common = ["--model=alexnet", "--backend=cpu", "--image_size=63", "--batch_size=2", "--max_train_steps=2",
+              "--iterations_per_loop=1", "--save_summary_steps=1", "--nodo_checkpoint", "--lr=0.001"]
+    proc = main_runner(*common, f"--data_dir={shards}", f"--log_dir={tmp_path}/a")
+    assert "dataset=imagenet" in proc.stdout + proc.stderr and "classes=3" in proc.stdout + proc.stderr
+    proc = main_runner(*common, f"--demo_cache_dir={tmp_path}/cache", f"--log_dir={tmp_path}/b")
+    out = proc.stdout + proc.stderr
+    assert "dataset=demo" in out and "classes=10" in out
+    assert folders.read_label_map(str(tmp_path / "b" / "label_map.txt"))[9] == "9"
+    bad = main_runner(*common, f"--data_dir={tmp_path}/missing", f"--log_dir={tmp_path}/c", check=False)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr
