@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
@@ -379,10 +380,31 @@ class NPUBackend(Backend):
         if self.world_size == 1:
             return value
         value = tf.convert_to_tensor(value)
-        # HCCL sums float16/32 and int32; other types (int64 counts) travel as float32, exact below 2**24.
-        if value.dtype in (tf.float16, tf.float32, tf.int32):
+        # HCCL reduces int32 and float16/32: int64 counts travel as int32, float64 sums as float32.
+        wire = tf.int32 if value.dtype.is_integer else (value.dtype if value.dtype == tf.float16 else tf.float32)
+        if value.dtype == wire:
             return self._adapter.distribute.all_reduce(value, "sum")
-        return tf.cast(self._adapter.distribute.all_reduce(tf.cast(value, tf.float32), "sum"), value.dtype)
+        return tf.cast(self._adapter.distribute.all_reduce(tf.cast(value, wire), "sum"), value.dtype)
+
+    def assert_same_on_all_ranks(self, what: str, value: float, hint: str = "") -> None:
+        if self.world_size == 1:
+            return
+        # Exact: the float64's bits as two int32 words are equal on all ranks iff their max equals their min.
+        # Every rank sees the same max and min, so every rank reaches the same verdict.
+        words = tf.bitcast(tf.constant(float(value), tf.float64), tf.int32)
+        collectives = self._adapter.distribute
+        high = collectives.all_reduce(words, "max").numpy()
+        low = collectives.all_reduce(words, "min").numpy()
+        if not np.array_equal(high, low):
+            raise ValueError(f"{what} differs between the {self.world_size} ranks: {value!r} on rank {self.rank}. "
+                             f"{hint}".rstrip())
+
+    def finish(self) -> None:
+        if self.world_size == 1:
+            return
+        # A last all-reduce as a barrier: no rank leaves while a peer still talks to it.
+        self._adapter.distribute.all_reduce(tf.constant([1.0]), "sum")
+        logging.info("rank %d: all %d ranks finished", self.rank, self.world_size)
 
     def set_loop_size(self, iterations: int) -> None:
         self._adapter.set_npu_loop_size(int(iterations))

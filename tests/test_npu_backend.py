@@ -202,7 +202,18 @@ def test_collectives_between_ranks(standin, tmp_path, monkeypatch):
     count = backend.reduce_sum(tf.constant(7, tf.int64))
     assert count.dtype == tf.int64 and int(count) == 7
     summed = events(_calls(standin), "all_reduce")[-1]
-    assert summed["reduction"] == "sum" and summed["dtypes"] == ["float32"]
+    assert summed["reduction"] == "sum" and summed["dtypes"] == ["int32"]  # what HCCL sums exactly
+    loss = backend.reduce_sum(tf.constant(2.5, tf.float64))
+    assert loss.dtype == tf.float64 and float(loss) == 2.5
+    assert events(_calls(standin), "all_reduce")[-1]["dtypes"] == ["float32"]
+
+    # Agreement checks compare the exact bits of a float64 (as int32 words): max and min over ranks.
+    backend.assert_same_on_all_ranks("the step", 1234.5678)
+    checks = events(_calls(standin), "all_reduce")[-2:]
+    assert [(c["reduction"], c["dtypes"], c["traced"]) for c in checks] == [("max", ["int32"], False),
+                                                                           ("min", ["int32"], False)]
+    backend.finish()  # a last collective as a barrier
+    assert events(_calls(standin), "all_reduce")[-1]["reduction"] == "sum"
 
     backend.set_loop_size(5)
     assert events(_calls(standin), "set_npu_loop_size")[-1]["n"] == 5
@@ -215,6 +226,8 @@ def test_one_rank_runs_no_collective(standin):
     assert backend.reduce_gradients(grads) is grads
     backend.broadcast_variables([tf.Variable(1.0)])
     assert int(backend.reduce_sum(tf.constant(4))) == 4
+    backend.assert_same_on_all_ranks("the step", 3.0)
+    backend.finish()
     assert not events(_calls(standin), "all_reduce") and not events(_calls(standin), "broadcast")
 
 

@@ -87,8 +87,11 @@ def test_a_rank_of_two_all_reduces_every_step_after_one_broadcast(tmp_path):
     assert broadcast["root_rank"] == 0 and broadcast["eager"] and not broadcast["created_before_open"]
     assert first_seq(calls, "first_variable_created") < broadcast["seq"] < first_seq(calls, "all_reduce_run")
     # Gradients averaged every step: traced once, run once per step.
-    assert [(c["reduction"], c["traced"]) for c in events(calls, "all_reduce")] == [("mean", True)]
+    assert [c["reduction"] for c in events(calls, "all_reduce") if c["traced"]] == ["mean"]
     assert len(events(calls, "all_reduce_run")) == 4
+    # Eager collectives: ranks agree on the start step and on the final weights, then leave together.
+    assert [c["reduction"] for c in events(calls, "all_reduce") if not c["traced"]] == [
+        "max", "min", "max", "min", "sum"]
     assert [c["n"] for c in events(calls, "set_npu_loop_size")] == [2]
     assert not events(calls, "loss_scale_optimizer")  # bfloat16 needs no loss scaling
 

@@ -29,6 +29,8 @@ def all_reduce(values, reduction="mean", fusion=1, fusion_id=-1, group="hccl_wor
                     dtypes=sorted({str(v.dtype.name) for v in items if v is not None}))
     if not _is_cluster_worker():
         return values  # the adapter skips collectives outside a cluster
+    if tf.executing_eagerly():
+        return [None if v is None else tf.identity(v) for v in items] if is_list else tf.identity(values)
     # A py_function in the graph records every run of the collective, not just its tracing.
     ran = tf.py_function(_count_run, [tf.constant(len(items), tf.int64)], tf.int64)
     with tf.control_dependencies([ran]):
