@@ -27,6 +27,7 @@ __all__ = [
     "RankTableError",
     "load_rank_table",
     "make_local_rank_table",
+    "merge_rank_tables",
     "parse_rank_table",
     "read_hccn_conf",
     "write_rank_table",
@@ -377,6 +378,29 @@ def make_local_rank_table(
                                  "address.") from None
         devices.append(RankDevice(rank, int(device_id), ip, server_id))
     _check_unique(devices, "the generated rank table")
+    return RankTable(tuple(devices), FORMAT_V1_0, None)
+
+
+def merge_rank_tables(tables: Sequence[RankTable]) -> RankTable:
+    """One cluster table from per-server tables: servers in the given order, ranks renumbered 0..N-1.
+
+    Raises:
+        RankTableError: if a server appears in more than one table.
+    """
+    devices: List[RankDevice] = []
+    owner: Dict[str, str] = {}
+    for i, table in enumerate(tables):
+        name = table.path or f"table {i + 1}"
+        for server in table.servers:
+            if server in owner:
+                raise RankTableError(f"server {server} is in both {owner[server]} and {name}; give every server "
+                                     "its own id (tools/make_rank_table.py --server_id=<its address>).")
+            owner[server] = name
+            for d in table.devices_on(server):
+                devices.append(RankDevice(len(devices), d.device_id, d.device_ip, server))
+    if not devices:
+        raise RankTableError("nothing to merge: pass at least one rank table.")
+    _check_unique(devices, "the merged rank table")
     return RankTable(tuple(devices), FORMAT_V1_0, None)
 
 

@@ -163,6 +163,19 @@ def test_hccn_conf_and_local_table(tmp_path):
         rt.read_hccn_conf(str(bad))
 
 
+def test_merge_per_server_tables_into_a_cluster_table(tmp_path):
+    one = rt.parse_rank_table(v1_0_table(2, "10.0.0.1"), path="one.json")
+    two = rt.parse_rank_table(v1_0_table(2, "10.0.0.2"), path="two.json")
+    two = rt.RankTable(tuple(rt.RankDevice(d.rank_id, d.device_id, d.device_ip.replace(".100", ".200"), d.server_id)
+                             for d in two.devices), two.source_format, "two.json")
+    cluster = rt.merge_rank_tables([two, one])
+    assert [(d.rank_id, d.server_id, d.device_id) for d in cluster.devices] == [
+        (0, "10.0.0.2", 0), (1, "10.0.0.2", 1), (2, "10.0.0.1", 0), (3, "10.0.0.1", 1)]
+    assert rt.parse_rank_table(cluster.to_v1_0()).devices == cluster.devices
+    with pytest.raises(rt.RankTableError, match="server 10.0.0.1 is in both one.json and one.json"):
+        rt.merge_rank_tables([one, one])
+
+
 def _tool(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_rank_table.py"), *args],
                           capture_output=True, text=True, timeout=300)
@@ -190,3 +203,11 @@ def test_make_rank_table_tool_generates_checks_and_converts(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "rank   7" in proc.stdout
     assert rt.load_rank_table(str(converted)).devices == rt.load_rank_table(seed).devices
+
+    # Two servers' tables merged: the second server's ranks follow the first's.
+    cluster = tmp_path / "cluster.json"
+    proc = _tool("--merge", str(out), str(converted), f"--output={cluster}", "--rank_size=12")
+    assert proc.returncode == 0, proc.stderr
+    merged = rt.load_rank_table(str(cluster))
+    assert merged.servers == ["10.0.0.7", "127.0.0.1"]
+    assert [d.rank_id for d in merged.local_devices("127.0.0.1")] == list(range(4, 12))

@@ -12,6 +12,11 @@ size, and convert it to version 1.0::
     python tools/make_rank_table.py --input=scripts/8p.json --rank_size=8
     python tools/make_rank_table.py --input=scripts/8p.json --output=rank_table_8p.json
 
+Merge the tables of several servers (each generated there with its own ``--server_id``) into the
+cluster's table, ranks numbered server by server::
+
+    python tools/make_rank_table.py --merge server1.json server2.json --output=cluster.json
+
 ``main.py --backend=npu --rank_size=N`` without ``--rank_table_file`` generates the same table itself.
 The addresses are the NPUs' own; this tool only reads and writes them, it never connects to them.
 """
@@ -48,6 +53,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--input", help="An existing rank table (either layout) to check, or to convert with --output.")
     p.add_argument("--output", help="Where to write the version 1.0 table.")
+    p.add_argument("--merge", nargs="+", metavar="FILE", help="Rank tables of single servers to merge, in rank "
+                   "order, into one cluster table (with --output).")
     p.add_argument("--rank_size", type=int, help="Number of NPUs (ranks). Generating: default 8. Checking: the "
                    "table must list this many.")
     p.add_argument("--device_ids", help="Generating: the NPUs to use, comma-separated, in rank order (default "
@@ -62,6 +69,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f"--rank_size={args.rank_size}: must be at least 1.")
     if not args.input and not args.output:
         p.error("pass --output=FILE to write a new table, or --input=FILE to check one.")
+    if args.merge and (args.input or not args.output):
+        p.error("--merge needs --output=FILE and no --input.")
     return args
 
 
@@ -98,7 +107,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the tool; returns the exit code (1 with a message on stderr for a bad table or input)."""
     args = parse_args(argv)
     try:
-        if args.input:
+        if args.merge:
+            table = rt.merge_rank_tables([rt.load_rank_table(path) for path in args.merge])
+            if args.rank_size is not None:
+                table.check_rank_size(args.rank_size)
+        elif args.input:
             table = rt.load_rank_table(args.input)
             if args.rank_size is not None:
                 table.check_rank_size(args.rank_size)
