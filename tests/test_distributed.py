@@ -24,7 +24,7 @@ STEPS = 3
 PER_REPLICA = 4
 COMMON = [
     "--backend=cpu", "--extra_modules=tests/ordered_dataset.py", "--dataset=ordered_test", "--num_classes=4",
-    "--image_size=63", "--dropout=0", "--seed=7", "--lr=0.001", "--warmup_epochs=0", "--lr_schedule=constant",
+    "--image_size=63", "--dropout=0", "--seed=7", "--lr=0.0002", "--warmup_epochs=0", "--lr_schedule=constant",
     f"--max_train_steps={STEPS}", "--iterations_per_loop=2", "--save_summary_steps=1",
     f"--save_checkpoints_steps={STEPS}",
 ]
@@ -100,10 +100,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_killing_a_worker_stops_the_run_and_names_it(tmp_path):
+def test_killing_a_worker_stops_the_run_then_a_restart_resumes(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "main.py", *COMMON, "--rank_size=2", f"--batch_size={PER_REPLICA}",
-           "--max_train_steps=100000", "--save_checkpoints_steps=100000", f"--log_dir={tmp_path}"]
+    run = [*COMMON, "--rank_size=2", f"--batch_size={PER_REPLICA}", f"--log_dir={tmp_path}"]
+    cmd = [sys.executable, "main.py", *run, "--max_train_steps=100000", "--save_checkpoints_steps=2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids, lines, killed = {}, [], threading.Event()
 
@@ -113,7 +113,8 @@ def test_killing_a_worker_stops_the_run_and_names_it(tmp_path):
             m = re.match(r"\[launcher\] started rank (\d+): pid (\d+)", line)
             if m:
                 pids[int(m.group(1))] = int(m.group(2))
-            if line.startswith("[rank 1] step:") and not killed.is_set():
+            # Step 3 needs both ranks, so rank 0 has saved model.ckpt-2 by then.
+            if line.startswith("[rank 1] step:     3") and not killed.is_set():
                 os.kill(pids[1], signal.SIGKILL)  # mid-training, while rank 0 waits on its all-reduces
                 killed.set()
 
@@ -126,12 +127,46 @@ def test_killing_a_worker_stops_the_run_and_names_it(tmp_path):
         if proc.poll() is None:
             proc.kill()
     reader.join(timeout=30)
-    assert killed.is_set(), "training never reached a step:\n" + "".join(lines[-20:])
+    assert killed.is_set(), "training never reached step 3:\n" + "".join(lines[-20:])
     assert code == 128 + signal.SIGKILL
     assert f"rank 1 (pid {pids[1]}) was killed by SIGKILL" in stderr
     assert "Stopped rank(s) 0" in stderr
-    assert "step:" in stderr  # its last log lines are shown
+    assert "[rank 1] step:     3" in stderr  # its last log lines are shown
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
         time.sleep(0.1)
     assert not [p for p in pids.values() if alive(p)]
+
+    # Restarted, both ranks resume from rank 0's last checkpoint and finish in step.
+    out = run_main(*run, "--max_train_steps=4", "--save_checkpoints_steps=2").stdout
+    for rank in (0, 1):
+        assert re.search(rf"^\[rank {rank}\] Resumed from \S+/0/model.ckpt-2: step 2,", out, re.M), out[-3000:]
+        assert re.search(rf"^\[rank {rank}\] step:     4,", out, re.M)
+    assert len(re.findall(r"weights identical on all 2 ranks", out)) == 2
+
+
+def test_worker_hosts_ranks_that_disagree_on_the_resume_step_fail_clearly(single_device, tmp_path):
+    """Two processes join a cluster by --worker_hosts/--task_index (no launcher); rank 0 finds a
+    checkpoint, rank 1 does not (no shared directory): both stop with a message, none hangs."""
+    from backends.launcher import free_ports
+
+    single_dir, _ = single_device
+    hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    procs = []
+    for rank, ckpt_dir in enumerate([single_dir, str(tmp_path / "empty")]):
+        cmd = [sys.executable, "main.py", *COMMON, "--rank_size=2", f"--batch_size={PER_REPLICA}",
+               "--max_train_steps=5", f"--worker_hosts={hosts}", f"--task_index={rank}",
+               f"--checkpoint_dir={ckpt_dir}", f"--log_dir={tmp_path / 'logs'}"]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (p, (out, err)) in enumerate(zip(procs, results)):
+        assert p.returncode == 1, out + err
+        assert f"the step training starts from differs between ranks: {3 if rank == 0 else 0} on rank {rank}" in err
+        assert "mean 1.5 over 2 replicas" in err and "same checkpoint directory" in err
