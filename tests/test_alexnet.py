@@ -7,6 +7,9 @@ import tensorflow as tf
 import zoo
 from zoo.layers import AdaptiveAveragePooling2D, adaptive_pool_matrix
 
+# Model building / the lr schedule are shared with the NPU path: run again under Keras 2.
+pytestmark = pytest.mark.keras2
+
 
 @pytest.fixture(scope="module")
 def alexnet_224():

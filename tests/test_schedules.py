@@ -8,6 +8,9 @@ from training.schedules import WarmupDecaySchedule
 
 IMAGENET_TRAIN = 1_281_167
 
+# Model building / the lr schedule are shared with the NPU path: run again under Keras 2.
+pytestmark = pytest.mark.keras2
+
 
 @pytest.fixture(scope="module")
 def recipe_8p():
