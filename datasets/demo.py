@@ -107,7 +107,7 @@ class DemoDataset(ImageFolderDataset):
     """The embedded default dataset: handwritten digits, 10 classes, 1,437 train / 360 val images.
 
     Digits are not mirror-symmetric and fill most of their frame, so the default augmentation
-    is milder than ImageNet's: no flips, and crops of at least a third of the image.
+    is milder than ImageNet's: no flips, and crops of at least half of the image.
 
     Args:
         cache_dir: where the JPEG files live (written on first use).
@@ -115,7 +115,7 @@ class DemoDataset(ImageFolderDataset):
     """
 
     name = "demo"
-    default_area_range: Tuple[float, float] = (0.35, 1.0)
+    default_area_range: Tuple[float, float] = (0.5, 1.0)
     default_random_flip = False
 
     def __init__(self, *, cache_dir: str = "", **kwargs: Any) -> None:
