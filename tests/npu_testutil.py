@@ -92,16 +92,25 @@ def first_seq(calls: List[Dict], name: str) -> int:
 
 
 def standin_session(monkeypatch) -> Iterator:
-    """Body of a ``standin`` fixture: the stand-in imported in this process, reset before and after."""
+    """Body of a ``standin`` fixture: the stand-in imported in this process, reset before and after.
+
+    Afterwards the stand-in is forgotten again, so that later tests in this process (``--backend=auto``
+    probing for the adapter, for one) do not find it.
+    """
     monkeypatch.syspath_prepend(FAKES)
     for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "NPU_STANDIN_LOG_DIR"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NPU_LOOP_SIZE", "1")  # the backend sets it; removed again at the end
+    drop_standin_modules()
     import npu_device
     from npu_device import _standin
 
     _standin.reset()
-    yield npu_device
-    _standin.reset()
+    try:
+        yield npu_device
+    finally:
+        _standin.reset()
+        drop_standin_modules()
 
 
 def drop_standin_modules() -> None:
