@@ -35,5 +35,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations --exclude-regex '^\.venv' .
 
+# Benchmarks (not tests); each adds itself as a prerequisite of `bench`. Results: bench/RESULTS.md.
+bench: bench-train-step
+.PHONY: bench-train-step
+bench-train-step: setup
+	$(PY) bench/train_step.py
+
 clean:
 	rm -rf results .pytest_cache

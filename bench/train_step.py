@@ -1,0 +1,276 @@
+"""Training-step throughput of AlexNet: ours (the real training path) next to PyTorch's CPU build.
+
+Prints one JSON line per implementation (images per second of one training step, batch, precision,
+threads, steps timed, warm-up steps excluded, machine), measured in one run:
+
+    .venv/bin/python bench/train_step.py                    # fp32, batch 64, 224x224
+    .venv/bin/python bench/train_step.py --precision=bf16   # mixed bfloat16 on both sides
+
+Ours is measured exactly as users run it: ``main.py --model=alexnet --backend=cpu --synthetic``
+(``training.runner`` -> ``training.trainer.Trainer``: several steps per ``tf.function`` call, the
+shared loss with label smoothing and L2 weight decay, Nesterov momentum SGD). Its figure is the
+trainer's own FPS (``metrics.jsonl``), averaged over the timed log intervals; the first
+``--warmup_steps`` (tracing, first-touch allocation) are excluded. The peer is the same network,
+loss and optimiser written in PyTorch (eager, the CPU build), timed over the same steps after the
+same warm-up.
+
+Implementations run in separate processes, one after another, alternating for ``--rounds`` rounds
+so that load from other users of the machine affects both; each line reports the median round and
+every round's figure. This is a benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMPLEMENTATIONS = ("ours", "pytorch")
+PRECISIONS = ("fp32", "bf16")
+
+# The recipe's optimiser settings, shared by both sides.
+MOMENTUM = 0.9
+LABEL_SMOOTHING = 0.1
+WEIGHT_DECAY = 1e-4
+LR = 0.01
+
+
+# -- machine ------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``'s "Model name"), or the platform's processor string."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> List[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def versions() -> Dict[str, str]:
+    """Versions of Python, TensorFlow, Keras and PyTorch in this environment (installed ones only)."""
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for dist, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("torch", "torch")):
+        try:
+            found[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+# -- ours: main.py as users run it --------------------------------------------------------------------
+
+
+def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
+    """Trains with ``main.py`` on synthetic data and returns the timed intervals' throughput.
+
+    One log line (and one ``tf.function`` call) every ``--steps_per_call`` steps; the lines that
+    end within the warm-up are dropped, the rest give images / seconds as the trainer measured them.
+    """
+    per_call = args.steps_per_call
+    warmup = -(-args.warmup_steps // per_call) * per_call
+    steps = -(-args.steps // per_call) * per_call
+    with tempfile.TemporaryDirectory(prefix="bench_train_step_") as log_dir:
+        cmd = [
+            sys.executable, os.path.join(ROOT, "main.py"), "--model=alexnet", "--backend=cpu", "--synthetic",
+            f"--batch_size={args.batch}", f"--image_size={args.image_size}", f"--precision={args.precision}",
+            f"--max_train_steps={warmup + steps}", f"--iterations_per_loop={per_call}",
+            f"--save_summary_steps={per_call}", "--nodo_checkpoint", f"--log_dir={log_dir}", "--seed=0",
+            f"--intra_op_threads={args.threads}",
+        ]
+        began = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        wall = time.perf_counter() - began
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        with open(os.path.join(log_dir, "metrics.jsonl")) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    timed = [r for r in records if r.get("type") == "train" and r["step"] > warmup]
+    seconds = sum(r["interval_seconds"] for r in timed)
+    images = args.batch * (timed[-1]["step"] - warmup)
+    return dict(images_per_second=images / seconds, steps_timed=steps, warmup_steps=warmup,
+                seconds=seconds, process_seconds=wall, final_loss=timed[-1]["loss"],
+                threads=args.threads or os.cpu_count())
+
+
+# -- the peer: PyTorch ----------------------------------------------------------------------------------
+
+
+def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
+    """The same network, loss and optimiser in PyTorch eager mode, timed after a warm-up."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from torch import nn
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    # torchvision's AlexNet layout (written out so that torchvision is not needed).
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Linear(4096, 1000),
+    )
+    memory_format = torch.channels_last if args.torch_channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format).train()
+    params = list(model.parameters())
+    # Weight decay lives in the loss, as in training/losses.py, not in the optimiser.
+    optimizer = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, nesterov=True)
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 1000, (args.batch,))
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=LABEL_SMOOTHING)
+        penalty = WEIGHT_DECAY * 0.5 * sum(p.pow(2).sum() for p in params)
+        total = loss + penalty
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return loss
+
+    for _ in range(args.warmup_steps):
+        step()
+    began = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    final_loss = float(loss)
+    seconds = time.perf_counter() - began
+    return dict(images_per_second=args.batch * args.steps / seconds, steps_timed=args.steps,
+                warmup_steps=args.warmup_steps, seconds=seconds, final_loss=final_loss,
+                threads=torch.get_num_threads(),
+                memory_format="channels_last" if args.torch_channels_last else "nchw")
+
+
+# -- orchestration ------------------------------------------------------------------------------------
+
+
+def _worker_argv(args: argparse.Namespace, impl: str) -> List[str]:
+    return [
+        sys.executable, os.path.abspath(__file__), f"--worker={impl}", f"--precision={args.precision}",
+        f"--batch={args.batch}", f"--image_size={args.image_size}", f"--steps={args.steps}",
+        f"--warmup_steps={args.warmup_steps}", f"--steps_per_call={args.steps_per_call}",
+        f"--threads={args.threads}",
+        "--torch_channels_last" if args.torch_channels_last else "--no-torch_channels_last",
+    ]
+
+
+def run_round(args: argparse.Namespace, impl: str) -> Dict[str, Any]:
+    """One measurement of ``impl`` in a fresh process; returns its result dictionary."""
+    load_before = load_average()
+    proc = subprocess.run(_worker_argv(args, impl), cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{impl} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["load_avg_before"] = load_before
+    return result
+
+
+def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namespace,
+              machine: Dict[str, Any]) -> Dict[str, Any]:
+    """The JSON line of one implementation: the median round plus every round's figure."""
+    rates = [r["images_per_second"] for r in rounds]
+    first = rounds[0]
+    line = {
+        "name": "ours (main.py -> Trainer, cpu backend)" if impl == "ours" else f"pytorch {machine.get('torch')} eager",
+        "implementation": impl,
+        "model": "alexnet",
+        "images_per_second": round(statistics.median(rates), 2),
+        "unit": "img/s",
+        "per_round": [round(x, 2) for x in rates],
+        "batch": args.batch,
+        "image_size": args.image_size,
+        "precision": args.precision if args.precision == "fp32" else "bf16 (mixed: fp32 weights, bf16 compute)",
+        "threads": first["threads"],
+        "steps_timed": first["steps_timed"],
+        "warmup_steps_excluded": first["warmup_steps"],
+        "rounds": len(rounds),
+        "load_avg_before_rounds": [r["load_avg_before"] for r in rounds],
+        "final_loss": round(rounds[-1]["final_loss"], 4),
+        "machine": machine,
+    }
+    if impl == "ours":
+        line["steps_per_call"] = args.steps_per_call
+    else:
+        line["memory_format"] = first["memory_format"]
+    return line
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 (mixed) on both sides.")
+    p.add_argument("--batch", type=int, default=64, help="Images per training step.")
+    p.add_argument("--image_size", type=int, default=224, help="Square input size.")
+    p.add_argument("--steps", type=int, default=30, help="Timed steps per round (ours: rounded up to "
+                   "whole calls).")
+    p.add_argument("--warmup_steps", type=int, default=10, help="Steps run first and excluded (ours: rounded "
+                   "up to whole calls).")
+    p.add_argument("--steps_per_call", type=int, default=10, help="Ours: steps per tf.function call "
+                   "(--iterations_per_loop and --save_summary_steps).")
+    p.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the median is reported.")
+    p.add_argument("--threads", type=int, default=0, help="Intra-op threads on both sides (0: the default, "
+                   "all cores).")
+    p.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="Comma-separated: ours, pytorch.")
+    p.add_argument("--torch_channels_last", action=argparse.BooleanOptionalAction, default=False,
+                   help="PyTorch: NHWC memory format for images and weights.")
+    p.add_argument("--worker", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if min(args.batch, args.image_size, args.steps, args.steps_per_call, args.rounds) < 1 or args.warmup_steps < 0:
+        p.error("sizes, steps and rounds must be positive (warm-up may be 0)")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        result = run_ours(args) if args.worker == "ours" else run_pytorch(args)
+        print(json.dumps(result))
+        return 0
+    impls = [name.strip() for name in args.impl.split(",") if name.strip()]
+    unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
+    if unknown:
+        raise SystemExit(f"--impl: unknown {unknown}; choose from {list(IMPLEMENTATIONS)}")
+    machine = dict(nproc=os.cpu_count(), cpu=cpu_model(), date=datetime.date.today().isoformat(), **versions())
+    results: Dict[str, List[Dict[str, Any]]] = {impl: [] for impl in impls}
+    for _ in range(args.rounds):
+        for impl in impls:
+            results[impl].append(run_round(args, impl))
+    machine["load_avg_after"] = load_average()
+    lines = {impl: summarise(impl, rounds, args, machine) for impl, rounds in results.items()}
+    if "ours" in lines and "pytorch" in lines:
+        lines["ours"]["speedup_vs_pytorch"] = round(
+            lines["ours"]["images_per_second"] / lines["pytorch"]["images_per_second"], 3)
+    for line in lines.values():
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
