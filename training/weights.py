@@ -9,6 +9,9 @@ layer's variables by name. That works for checkpoints written by either Keras, w
 optimizer, and for ``tools/convert_torchvision.py``'s output; an optimizer never has to be built
 to read a model.
 
+Models are matched layer by layer (the layers of a functional model that own variables); a model
+nested inside another as one layer is not supported.
+
 Fine-tuning skips layers by name (``--restore_exclude``, default the classifier ``logits``):
 they keep their fresh initial values and may have another shape in the checkpoint.
 """
@@ -31,6 +34,7 @@ __all__ = [
     "CheckpointLayer",
     "LoadReport",
     "checkpoint_layers",
+    "checkpoint_mtime",
     "checkpoint_num_classes",
     "load_weights",
     "resolve_checkpoint",
