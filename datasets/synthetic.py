@@ -17,6 +17,8 @@ flags.DEFINE_integer(
     "synthetic_train_images", IMAGENET_TRAIN_IMAGES,
     "Epoch size of synthetic training data (ImageNet's by default, so epochs and the lr schedule "
     "match a real run).", lower_bound=1)
+flags.DEFINE_integer("synthetic_val_images", IMAGENET_VAL_IMAGES,
+                     "Size of the synthetic validation split.", lower_bound=1)
 
 
 @DATASETS.register("synthetic", description="Random images and labels generated in memory.")
@@ -39,7 +41,7 @@ class SyntheticDataset(ImageDataset):
     @classmethod
     def from_flags(cls, flags_obj: Any, recipe) -> SyntheticDataset:
         return cls(recipe=recipe, num_classes=flags_obj.num_classes or None, seed=flags_obj.seed,
-                   train_images=flags_obj.synthetic_train_images)
+                   train_images=flags_obj.synthetic_train_images, val_images=flags_obj.synthetic_val_images)
 
     def num_examples(self, split: str) -> int:
         return self._sizes[split]
@@ -56,5 +58,13 @@ class SyntheticDataset(ImageDataset):
         ds = tf.data.Dataset.from_tensors((images, labels))
         if training:
             return ds.repeat()
-        batches = -(-self._sizes[split] // batch_size)
-        return ds.repeat(batches)
+        # Evaluation: this pipeline's share of the split, each example once, the last batch partial.
+        pipelines = input_context.num_input_pipelines if input_context else 1
+        pipeline_id = input_context.input_pipeline_id if input_context else 0
+        total = self._sizes[split]
+        count = total // pipelines + (1 if pipeline_id < total % pipelines else 0)
+        full, rest = divmod(count, batch_size)
+        ds = ds.repeat(full)
+        if rest:
+            ds = ds.concatenate(tf.data.Dataset.from_tensors((images[:rest], labels[:rest])))
+        return ds
