@@ -94,7 +94,7 @@ def test_flagfile_round_trip(tmp_path):
         path = tmp_path / "round_trip.flags"
         path.write_text(flags.flags_into_string())
         flags.unparse_flags()
-        assert flags.rank_size == 1  # back to defaults
+        assert flags["rank_size"].value == 1  # back to defaults
         flags(["main.py", f"--flagfile={path}"])
         assert {name: flags[name].value for name in saved} == saved
     finally:
