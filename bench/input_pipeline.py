@@ -178,7 +178,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256, help="photos to generate")
     parser.add_argument("--seconds", type=float, default=12.0, help="measuring time per run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported); 0 skips")
     parser.add_argument("--size", type=int, default=224, help="output size")
     parser.add_argument("--cpu", type=int, default=0, help="core to pin each run to (-1: no pinning)")
     parser.add_argument("--end_to_end", action="store_true", help="also measure training from TFRecords")
@@ -216,11 +216,12 @@ def main() -> int:
                               "pinned_cores": 1 if cpu is not None else os.cpu_count(),
                               "img_per_cpu_s": round(rate, 1), "img_per_wall_s": round(m["images"] / m["seconds"], 1),
                               "cpu_utilisation": round(m["cpu_seconds"] / m["seconds"], 2)}), flush=True)
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    print(json.dumps({"bench": "input_pipeline", "summary": True, "size": args.size, "images": args.images,
-                      "median_img_per_cpu_s": {k: round(v, 1) for k, v in med.items()},
-                      "tf_over_pil": round(med["tf"] / med["pil"], 2),
-                      "tf_nodct_over_pil": round(med["tf_nodct"] / med["pil"], 2)}), flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items() if v}
+    if med:  # --rounds=0 skips the comparison (e.g. with --end_to_end alone)
+        print(json.dumps({"bench": "input_pipeline", "summary": True, "size": args.size, "images": args.images,
+                          "median_img_per_cpu_s": {k: round(v, 1) for k, v in med.items()},
+                          "tf_over_pil": round(med["tf"] / med["pil"], 2),
+                          "tf_nodct_over_pil": round(med["tf_nodct"] / med["pil"], 2)}), flush=True)
     if args.end_to_end:
         logs = os.path.join(work, "logs")
         real = _train_fps([f"--data_dir={records}"], args.size, args.train_batch, args.train_steps, logs + "_real")
