@@ -153,3 +153,13 @@ def test_bounding_boxes_steer_the_crop():
         image = preprocessing.train_image(encoded, tf.constant([i, 0], tf.int64), config, boxes)
         hits += int(tf.reduce_max(image)) > 200
     assert hits == 10
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    rgb = Image.fromarray(photo(7, (120, 90)))
+    cmyk = io.BytesIO()
+    rgb.convert("CMYK").save(cmyk, "JPEG", quality=95)
+    got = preprocessing.eval_image(tf.constant(cmyk.getvalue()), CONFIG).numpy().astype(float)
+    expected = preprocessing.eval_image(tf.constant(encode(np.asarray(rgb), quality=95)), CONFIG).numpy()
+    assert got.shape == (64, 64, 3)
+    assert np.abs(got - expected).mean() < 8.0  # the same picture, not inverted or garbled
