@@ -37,6 +37,9 @@ flags.DEFINE_integer("cpus_per_rank", 0, "Launcher: pin each local worker proces
                      "of its own (0: no pinning).", lower_bound=0)
 flags.DEFINE_float("collective_timeout_s", 0, "Multi-worker: seconds a collective (all-reduce) may wait "
                    "for its peers before the step fails (0: TensorFlow's default, no limit).", lower_bound=0)
+flags.DEFINE_float("all_reduce_pack_mb", 32, "Multi-worker: gradients are all-reduced in packs of about this "
+                   "many MB, last layers first, so that a pack travels while earlier layers' gradients are still "
+                   "being computed (0: one pack after the whole backward pass).", lower_bound=0)
 flags.DEFINE_bool("xla", False, "Compile clusters of operations with XLA (tf.config.optimizer.set_jit).")
 
 
@@ -68,6 +71,7 @@ class DistributedBackend(Backend):
         task_index: this process's index in ``worker_hosts``.
         cpus_per_rank: launcher: cores pinned to each worker process (0: none).
         collective_timeout_s: limit on one collective's wait for peers (0: none).
+        all_reduce_pack_mb: size of the gradient packs all-reduced between workers (0: one pack).
         xla: XLA auto-clustering.
         launch_log_dir: launcher: where each rank's full output is written.
         environ: environment to read ``TF_CONFIG`` from (default ``os.environ``).
@@ -82,13 +86,14 @@ class DistributedBackend(Backend):
 
     def __init__(self, *, multi_worker: Optional[bool] = None, worker_hosts: Sequence[str] = (),
                  task_index: Optional[int] = None, cpus_per_rank: int = 0, collective_timeout_s: float = 0.0,
-                 xla: bool = False, launch_log_dir: Optional[str] = None,
+                 all_reduce_pack_mb: float = 32.0, xla: bool = False, launch_log_dir: Optional[str] = None,
                  environ: Optional[Mapping[str, str]] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.multi_worker = self.multi_worker_default if multi_worker is None else bool(multi_worker)
         self.cluster: Optional[Cluster] = resolve_cluster(worker_hosts, task_index, environ)
         self.cpus_per_rank = int(cpus_per_rank)
         self.collective_timeout_s = float(collective_timeout_s)
+        self.all_reduce_pack_mb = float(all_reduce_pack_mb)
         self.xla = bool(xla)
         self.launch_log_dir = launch_log_dir or os.path.join("results", f"{self.rank_size}p")
 
@@ -100,6 +105,7 @@ class DistributedBackend(Backend):
             rank_size=flags_obj.rank_size, precision=flags_obj.precision, multi_worker=flags_obj.multi_worker,
             worker_hosts=flags_obj.worker_hosts, task_index=flags_obj.task_index,
             cpus_per_rank=flags_obj.cpus_per_rank, collective_timeout_s=flags_obj.collective_timeout_s,
+            all_reduce_pack_mb=flags_obj.all_reduce_pack_mb,
             xla=flags_obj.xla, launch_log_dir=log_dir or None,
         )
 
@@ -209,7 +215,8 @@ class DistributedBackend(Backend):
             "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
         }[self.communication]
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=implementation, timeout_seconds=self.collective_timeout_s or None)
+            implementation=implementation, timeout_seconds=self.collective_timeout_s or None,
+            bytes_per_pack=int(self.all_reduce_pack_mb * 2**20))
         logging.info("rank %d of %d joins the cluster %s", cluster.rank, cluster.world_size, cluster.addresses)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
 

@@ -1,6 +1,7 @@
 """Multi-worker scaling on this CPU: 2 worker processes with one core each against 1 with one core.
 
     .venv/bin/python bench/scaling.py [--image_size=224 --batch_size=128 --steps=12 --log_every=3 --repeats=2]
+    .venv/bin/python bench/scaling.py --layouts=2 -- --all_reduce_pack_mb=0   # extra main.py flags after --
 
 Both layouts train synthetic AlexNet with the same per-rank batch (weak scaling, as when adding
 devices to the recipe): 1 worker pinned to one core, then ``--rank_size=2 --cpus_per_rank=1``
@@ -48,7 +49,7 @@ def run(workers: int, cores, args, log_dir: str) -> dict:
         f"--batch_size={args.batch_size}", f"--num_classes={args.num_classes}", f"--precision={args.precision}",
         f"--max_train_steps={args.steps}", f"--iterations_per_loop={args.log_every}",
         f"--save_summary_steps={args.log_every}", "--nodo_checkpoint", "--warmup_epochs=0", "--lr=0.001",
-        f"--rank_size={workers}", f"--log_dir={log_dir}",
+        f"--rank_size={workers}", f"--log_dir={log_dir}", *args.extra,
     ]
     load_before = os.getloadavg()[0]
     began = time.perf_counter()
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--log_every", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--layouts", default="1,2", help="worker counts to run, e.g. 2 to rerun only 2 workers")
+    parser.add_argument("extra", nargs="*", help="more main.py flags, after --")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
@@ -91,12 +94,14 @@ def main() -> None:
     best = {}
     with tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
         for repeat in range(args.repeats):
-            for workers in (1, 2):
+            for workers in [int(w) for w in args.layouts.split(",")]:
                 result = run(workers, cores, args, os.path.join(tmp, f"{workers}w-{repeat}"))
                 result.update(repeat=repeat, cpu=cpu_model())
                 print(json.dumps(result), flush=True)
                 if result["images_per_second"] > best.get(workers, {}).get("images_per_second", 0):
                     best[workers] = result
+    if set(best) != {1, 2}:
+        return
     efficiency = best[2]["images_per_second"] / (2 * best[1]["images_per_second"])
     print(json.dumps(dict(bench="scaling_summary", efficiency=round(efficiency, 3), target=0.9,
                           one_worker_images_per_second=best[1]["images_per_second"],
