@@ -23,6 +23,7 @@ PY39_SOURCES := main.py registry.py keras_compat.py backends datasets training z
 # The whole test suite (what CI runs): Python 3.9 syntax of the NPU path, every test under Keras 3,
 # then the tests marked keras2 again under Keras 2 (tf_keras), which the NPU adapter runs on.
 test: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
 	$(PY) -m pytest -q tests
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
