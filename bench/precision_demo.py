@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/precision_demo.py [--precisions=fp32,bf16] [-- extra main.py flags]
 
-Runs ``main.py --mode=train_and_evaluate`` once per precision with the same seed and flags (the
-demo recipe of docs/distributed.md unless overridden), then prints one JSON line per precision:
+Runs ``main.py --flagfile=configs/demo_cpu.flags`` (the embedded demo: train_and_evaluate on the
+digits) once per precision with the same seed, then prints one JSON line per precision:
 validation top-1/top-5 and loss at the end, training throughput (median over the log intervals
 after the first, which includes tracing) and the wall time of the run.
 """
@@ -21,11 +21,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-DEMO_FLAGS = [
-    "--backend=cpu", "--dataset=demo", "--image_size=96", "--batch_size=64", "--lr=0.01", "--max_epochs=15",
-    "--warmup_epochs=1", "--iterations_per_loop=22", "--save_summary_steps=22", "--save_checkpoints_steps=100000",
-    "--mode=train_and_evaluate", "--epochs_between_evals=0", "--seed=1",
-]
+# The embedded demo exactly as `make demo` runs it (configs/demo_cpu.flags); --precision and --log_dir
+# are added after it, and later flags win.
+DEMO_FLAGS = ["--flagfile=configs/demo_cpu.flags"]
 
 
 def run(precision: str, extra, log_dir: str) -> dict:
