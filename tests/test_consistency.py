@@ -7,6 +7,8 @@ import tensorflow as tf
 from backends.base import Backend
 from training.consistency import check_weights_in_sync, weights_checksum
 
+pytestmark = pytest.mark.keras2  # fast, and Keras 2 variables are read differently
+
 
 class TwoRanks(Backend):
     """A backend that reports two ranks and compares values with a given peer value."""
