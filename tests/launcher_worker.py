@@ -9,7 +9,8 @@ Actions:
   stubborn     ignore SIGTERM, print "ready", sleep (needs SIGKILL)
   spawn FILE   start a sleeping grandchild, write its pid to FILE, print "ready", sleep
   affinity     print the CPU cores this process may run on, exit 0
-Every process also writes its own pid to $PID_DIR/rank<RANK>.pid if PID_DIR is set.
+Every process also writes its own pid to $PID_DIR/rank<RANK>.pid if PID_DIR is set, and the
+sleeping actions create $READY_FILE (if set) once they are set up.
 """
 
 import os
@@ -43,4 +44,7 @@ if action == "spawn":
     with open(sys.argv[2], "w") as f:
         f.write(str(child.pid))
 print(f"worker {rank} ready", flush=True)
+if os.environ.get("READY_FILE"):  # tells a test's other rank that this one is set up
+    with open(os.environ["READY_FILE"], "w") as f:
+        f.write("ready")
 time.sleep(600)

@@ -41,6 +41,14 @@ def wait_gone(pids, seconds=10.0):
     return [p for p in pids if alive(p)]
 
 
+def fail_when_ready(ready_file, code):
+    """A rank that prints 'bye' and exits with ``code`` (0: success) once ``ready_file`` exists (<= 120 s)."""
+    script = (f"import os,sys,time\nend = time.time() + 120\n"
+              f"while not os.path.exists({str(ready_file)!r}) and time.time() < end: time.sleep(0.05)\n"
+              f"print('bye'); sys.exit({code})")
+    return [sys.executable, "-c", script]
+
+
 def read_pids(pid_dir, n):
     return [int(open(os.path.join(pid_dir, f"rank{i}.pid")).read()) for i in range(n)]
 
@@ -117,20 +125,22 @@ def test_rank_ignoring_sigterm_is_killed_after_grace(tmp_path):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     out = io.StringIO()
-    # Rank 0 fails only after rank 1 has had time to install its SIGTERM handler.
-    slow_fail = [sys.executable, "-c", "import time,sys; time.sleep(2); print('bye'); sys.exit(2)"]
-    began = time.monotonic()
-    result = launch_ranks([slow_fail, cmd("stubborn")], envs(2, PID_DIR=str(pid_dir)), stream=out, grace_s=1.0)
+    # Rank 0 fails only once rank 1 has installed its SIGTERM handler.
+    ready = tmp_path / "ready"
+    slow_fail = fail_when_ready(ready, 2)
+    result = launch_ranks([slow_fail, cmd("stubborn")], envs(2, PID_DIR=str(pid_dir), READY_FILE=str(ready)),
+                          stream=out, grace_s=1.0)
     assert result.returncode == 2 and result.failed_rank == 0
-    assert result.ranks[1].returncode == -signal.SIGKILL  # SIGTERM was ignored
-    assert time.monotonic() - began < 60  # bounded: not the worker's 600 s sleep
+    assert result.ranks[1].returncode == -signal.SIGKILL  # SIGTERM was ignored: killed after the grace period
     assert wait_gone([result.ranks[1].pid], 1.0) == []
 
 
 def test_grandchildren_are_stopped_too(tmp_path):
     grandchild_file = tmp_path / "grandchild.pid"
-    slow_fail = [sys.executable, "-c", "import time,sys; time.sleep(2); sys.exit(1)"]
-    result = launch_ranks([cmd("spawn", str(grandchild_file)), slow_fail], envs(2), stream=io.StringIO(),
+    ready = tmp_path / "ready"
+    slow_fail = fail_when_ready(ready, 1)
+    result = launch_ranks([cmd("spawn", str(grandchild_file)), slow_fail], envs(2, READY_FILE=str(ready)),
+                          stream=io.StringIO(),
                           grace_s=2)
     assert result.returncode == 1 and result.failed_rank == 1
     assert wait_gone([int(grandchild_file.read_text())], 5.0) == []
@@ -147,9 +157,11 @@ def test_cpu_sets_pin_each_rank():
     assert f"[rank 1] worker 1 cpus={cpus[-1]}" in text
 
 
-def test_finish_timeout_stops_a_rank_left_waiting():
+def test_finish_timeout_stops_a_rank_left_waiting(tmp_path):
     out = io.StringIO()
-    result = launch_ranks([cmd("ok"), cmd("sleep")], envs(2), stream=out, finish_timeout_s=1.0, grace_s=2)
+    ready = tmp_path / "ready"  # rank 0 finishes (exit 0) once rank 1 is asleep
+    result = launch_ranks([fail_when_ready(ready, 0), cmd("sleep")], envs(2, READY_FILE=str(ready)), stream=out,
+                          finish_timeout_s=1.0, grace_s=2)
     assert result.returncode == 1 and result.failed_rank == 1
     assert "still running" in result.message and "worker 1 ready" in result.message
 
