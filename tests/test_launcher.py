@@ -97,22 +97,20 @@ def test_failed_rank_stops_others_and_is_named(tmp_path, capsys):
 def test_rank_killed_by_signal(tmp_path):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
+    out = io.StringIO()
 
     def kill_rank0_when_ready():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if (pid_dir / "rank0.pid").exists() and (pid_dir / "rank1.pid").exists():
-                time.sleep(0.3)
-                os.kill(int((pid_dir / "rank0.pid").read_text()), signal.SIGKILL)
-                return
+        # Both ranks have printed "ready" (so rank 0's last lines are known); kill rank 0 then.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(f"worker {r} ready" in out.getvalue() for r in (0, 1)):
             time.sleep(0.05)
+        os.kill(int((pid_dir / "rank0.pid").read_text()), signal.SIGKILL)
 
     import threading
 
     killer = threading.Thread(target=kill_rank0_when_ready)
     killer.start()
-    result = launch_ranks([cmd("sleep"), cmd("sleep")], envs(2, PID_DIR=str(pid_dir)), stream=io.StringIO(),
-                          grace_s=5)
+    result = launch_ranks([cmd("sleep"), cmd("sleep")], envs(2, PID_DIR=str(pid_dir)), stream=out, grace_s=5)
     killer.join()
     assert result.failed_rank == 0
     assert result.returncode == 128 + signal.SIGKILL
