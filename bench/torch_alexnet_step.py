@@ -32,23 +32,13 @@ def main() -> None:
 
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from torch import nn
+    from torch_alexnet import torchvision_alexnet  # bench/ is on sys.path when run as a script
 
     device = torch.device(args.device)
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = nn.Sequential(
-        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-        nn.Linear(4096, args.num_classes),
-    ).to(device).train()
+    model = torchvision_alexnet(args.num_classes).to(device).train()
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True)
     images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)

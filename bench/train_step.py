@@ -120,23 +120,12 @@ def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
     """The same network, loss and optimiser in PyTorch eager mode, timed after a warm-up."""
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from torch import nn
+    from torch_alexnet import torchvision_alexnet  # bench/ is on sys.path when run as a script
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    # torchvision's AlexNet layout (written out so that torchvision is not needed).
-    model = nn.Sequential(
-        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-        nn.Linear(4096, 1000),
-    )
+    model = torchvision_alexnet(1000)
     memory_format = torch.channels_last if args.torch_channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format).train()
     params = list(model.parameters())
