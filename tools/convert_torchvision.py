@@ -1,26 +1,33 @@
-"""torchvision AlexNet weights (a ``state_dict`` file) -> a TF checkpoint for ``--model=alexnet``.
+"""torchvision weights (a ``state_dict`` file) -> a TF checkpoint of the same zoo model.
 
-    python tools/convert_torchvision.py --state_dict=alexnet-owt-7be5be79.pth --output_dir=weights/alexnet_tv
-    python main.py --mode=evaluate --model=alexnet --checkpoint_dir=weights/alexnet_tv --data_dir=/data/imagenet
+    python tools/convert_torchvision.py --model=resnet50 --state_dict=resnet50-0676ba61.pth --output_dir=weights/r50
+    python main.py --mode=evaluate --model=resnet50 --checkpoint_dir=weights/r50 --data_dir=/data/imagenet
 
-Layouts: PyTorch convolution kernels are (out, in, kh, kw) and TF's (kh, kw, in, out); linear weights are
-(out, in) and Dense kernels (in, out). The first fully connected layer also needs its input order
-changed: torchvision flattens the 256x6x6 feature map in (C, H, W) order, this project's NHWC network
-in (H, W, C) order, so its 9216 input rows are permuted accordingly.
+Every zoo model names its layers after torchvision's modules (``layer1.0.conv1``, ``features.3``),
+or lists the exceptions in its registered :class:`zoo.recipe.TorchvisionSource` (AlexNet's
+``conv1`` is ``features.0``), so one converter serves the whole zoo, layer by layer:
+
+* ``Conv2D``: (out, in/groups, kh, kw) -> (kh, kw, in/groups, out); ``DepthwiseConv2D``:
+  (C x m, 1, kh, kw) -> (kh, kw, C, m).
+* ``Dense``: (out, in) -> (in, out). A Dense layer fed by a ``Flatten`` of an (H, W, C) map (AlexNet,
+  VGG) also has its input rows permuted: torchvision flattens in (C, H, W) order, NHWC in (H, W, C).
+* ``BatchNormalization``: weight, bias, running_mean, running_var -> gamma, beta, moving_mean,
+  moving_variance (``num_batches_tracked`` is not needed). ``LayerNormalization``: weight, bias.
+* ``MultiHeadAttention``: the packed ``in_proj_weight`` (3d, d) is split into query, key and value
+  kernels (d, heads, d/heads); ``out_proj`` becomes the output kernel (heads, d/heads, d).
+* Any other layer with weights implements ``torch_weights(tensors)``, given the tensors under its
+  torchvision name, returning its weights in ``layer.weights`` order.
 
 The file is read with ``torch.load(weights_only=True)``, PyTorch's safe loader that refuses pickled
-code. PyTorch is needed only by this tool (``pip install torch``), not by training.
-The checkpoint is ``<output_dir>/model.ckpt-0`` (step 0); it is written to a temporary directory
-that is renamed into place, so ``output_dir`` either holds a complete checkpoint or does not exist.
+code; PyTorch is needed only by this tool, not by training. The output is ``<output_dir>/model.ckpt-0``
+(step 0), published atomically: ``output_dir`` either holds a complete checkpoint or does not exist.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,31 +36,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-__all__ = ["LAYERS", "ConversionError", "convert", "load_state_dict", "to_tf_weights"]
+__all__ = ["ConversionError", "assign_torch_weights", "convert", "load_state_dict", "torch_layer_weights"]
 
-# torchvision module index -> (our layer name, kind). features.N are convolutions, classifier.N linear.
-LAYERS: Tuple[Tuple[str, str, str], ...] = (
-    ("features.0", "conv1", "conv"),
-    ("features.3", "conv2", "conv"),
-    ("features.6", "conv3", "conv"),
-    ("features.8", "conv4", "conv"),
-    ("features.10", "conv5", "conv"),
-    ("classifier.1", "fc6", "fc_chw"),
-    ("classifier.4", "fc7", "fc"),
-    ("classifier.6", "logits", "fc"),
-)
-_POOLED = (256, 6, 6)  # (C, H, W) of torchvision's flattened features
+_IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
 class ConversionError(ValueError):
-    """The file is not a torchvision AlexNet state_dict; the message says what differs."""
+    """The weights do not fit the model; the message names the first key or shape that differs."""
 
 
 def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     """Reads a torchvision state_dict with PyTorch's weights-only loader, as float32 numpy arrays.
 
-    Accepts a bare state_dict or a training checkpoint that holds one under ``state_dict`` or
-    ``model``; strips ``module.`` prefixes (DataParallel).
+    Accepts a bare state_dict or a training checkpoint that holds one under ``state_dict``,
+    ``model`` or ``model_ema`` (torchvision's reference scripts); strips ``module.`` prefixes
+    (DataParallel / DistributedDataParallel).
 
     Raises:
         FileNotFoundError, ConversionError; ImportError naming the package to install.
@@ -71,88 +68,248 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
+            break
     if not isinstance(obj, Mapping):
         raise ConversionError(
             f"{path}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}.")
     result = {}
     for name, tensor in obj.items():
+        if not hasattr(tensor, "detach"):
+            continue  # e.g. a stored epoch number next to the weights
         name = name[len("module."):] if name.startswith("module.") else name
         result[name] = tensor.detach().cpu().float().numpy()
     return result
 
 
-def to_tf_weights(state: Mapping[str, np.ndarray]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Our layer name -> (kernel, bias) in TF layout.
+# -- one layer -------------------------------------------------------------------------------------
+
+def _relative_name(variable, layer) -> str:
+    """``kernel`` or ``query/kernel``: the variable's path inside its layer, on Keras 3 and Keras 2."""
+    full = getattr(variable, "path", None) or variable.name
+    full = full.split(":")[0]
+    parts = full.split("/")
+    if layer.name in parts:
+        parts = parts[len(parts) - parts[::-1].index(layer.name):]
+    elif len(parts) > 1:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def _take(tensors: Mapping[str, np.ndarray], key: str, prefix: str, used: Set[str]) -> np.ndarray:
+    if key not in tensors:
+        raise ConversionError(f"missing {prefix}.{key} in the state_dict (needed by layer {prefix}).")
+    used.add(key)
+    return tensors[key]
+
+
+def _conv(layer, t, prefix, used) -> Dict[str, np.ndarray]:
+    w = _take(t, "weight", prefix, used)
+    out = {"kernel": w.transpose(2, 3, 1, 0)}
+    if getattr(layer, "use_bias", False):
+        out["bias"] = _take(t, "bias", prefix, used)
+    return out
+
+
+def _depthwise(layer, t, prefix, used) -> Dict[str, np.ndarray]:
+    w = _take(t, "weight", prefix, used)
+    channels = layer.depthwise_kernel.shape[2]
+    kh, kw = w.shape[2], w.shape[3]
+    out = {"depthwise_kernel": w.reshape(channels, -1, kh, kw).transpose(2, 3, 0, 1)}
+    if getattr(layer, "use_bias", False):
+        out["bias"] = _take(t, "bias", prefix, used)
+    return out
+
+
+def _dense(layer, t, prefix, used, flatten_hwc: Optional[Tuple[int, int, int]] = None) -> Dict[str, np.ndarray]:
+    w = _take(t, "weight", prefix, used)
+    if flatten_hwc is not None and w.ndim == 2 and w.shape[1] == int(np.prod(flatten_hwc)):
+        h, wd, c = flatten_hwc
+        # Our row for feature (h, w, c) is torchvision's column c*H*W + h*W + w.
+        kernel = w.reshape(w.shape[0], c, h, wd).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+    else:
+        kernel = w.T
+    out = {"kernel": kernel}
+    if getattr(layer, "use_bias", False):
+        out["bias"] = _take(t, "bias", prefix, used)
+    return out
+
+
+def _batch_norm(layer, t, prefix, used) -> Dict[str, np.ndarray]:
+    out = {"moving_mean": _take(t, "running_mean", prefix, used),
+           "moving_variance": _take(t, "running_var", prefix, used)}
+    if layer.scale:
+        out["gamma"] = _take(t, "weight", prefix, used)
+    if layer.center:
+        out["beta"] = _take(t, "bias", prefix, used)
+    return out
+
+
+def _layer_norm(layer, t, prefix, used) -> Dict[str, np.ndarray]:
+    out = {}
+    if layer.scale:
+        out["gamma"] = _take(t, "weight", prefix, used)
+    if layer.center:
+        out["beta"] = _take(t, "bias", prefix, used)
+    return out
+
+
+def _attention(layer, t, prefix, used) -> Dict[str, np.ndarray]:
+    w_in = _take(t, "in_proj_weight", prefix, used)
+    b_in = _take(t, "in_proj_bias", prefix, used)
+    w_out = _take(t, "out_proj.weight", prefix, used)
+    b_out = _take(t, "out_proj.bias", prefix, used)
+    dim = w_out.shape[0]
+    heads = layer.num_heads if hasattr(layer, "num_heads") else layer._num_heads
+    head_dim = dim // heads
+    out = {}
+    for i, part in enumerate(("query", "key", "value")):
+        w = w_in[i * dim:(i + 1) * dim]  # (d_out, d_in)
+        out[f"{part}/kernel"] = w.T.reshape(dim, heads, head_dim)
+        out[f"{part}/bias"] = b_in[i * dim:(i + 1) * dim].reshape(heads, head_dim)
+    out["attention_output/kernel"] = w_out.T.reshape(heads, head_dim, dim)
+    out["attention_output/bias"] = b_out
+    return out
+
+
+_CONVERTERS = {
+    "Conv2D": _conv,
+    "DepthwiseConv2D": _depthwise,
+    "Dense": _dense,
+    "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm,
+    "MultiHeadAttention": _attention,
+}
+
+
+def torch_layer_weights(layer, tensors: Mapping[str, np.ndarray], prefix: str, used: Set[str],
+                        flatten_hwc: Optional[Tuple[int, int, int]] = None) -> List[np.ndarray]:
+    """The values of ``layer.weights``, in order, from the torchvision tensors under ``prefix``.
+
+    Args:
+        layer: a Keras layer with weights.
+        tensors: the state_dict entries under the layer's torchvision name, keys relative to it.
+        prefix: the torchvision name, for messages.
+        used: receives the relative keys consumed.
+        flatten_hwc: for a Dense layer fed by a Flatten, the (H, W, C) shape flattened.
 
     Raises:
-        ConversionError: missing or unexpected keys, or shapes that are not torchvision AlexNet's.
+        ConversionError: a missing tensor, a shape that does not fit, or an unknown layer type.
     """
-    expected = {f"{prefix}.{part}" for prefix, _, _ in LAYERS for part in ("weight", "bias")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ConversionError(
-            "not a torchvision AlexNet state_dict: "
-            + "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
-                                    f"unexpected {', '.join(unexpected)}" if unexpected else "") if x)
-        )
-    weights = {}
-    for prefix, name, kind in LAYERS:
-        w, b = state[f"{prefix}.weight"], state[f"{prefix}.bias"]
-        if kind == "conv":
-            if w.ndim != 4:
-                raise ConversionError(f"{prefix}.weight: expected a 4-D convolution kernel, got shape {w.shape}.")
-            kernel = w.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
-        elif kind == "fc_chw":
-            if w.ndim != 2 or w.shape[1] != int(np.prod(_POOLED)):
-                raise ConversionError(f"{prefix}.weight: expected (4096, 9216), got {w.shape}.")
-            # Row i of our kernel reads feature (h, w, c); torchvision's column for it is c*36 + h*6 + w.
-            kernel = w.reshape((w.shape[0],) + _POOLED).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
-        else:
-            if w.ndim != 2:
-                raise ConversionError(f"{prefix}.weight: expected a 2-D linear weight, got shape {w.shape}.")
-            kernel = w.T
-        weights[name] = (np.ascontiguousarray(kernel, dtype=np.float32), b.astype(np.float32))
-    return weights
+    kind = type(layer).__name__
+    if hasattr(layer, "torch_weights"):
+        values = list(layer.torch_weights({k: v for k, v in tensors.items()}))
+        used.update(tensors)
+    elif kind in _CONVERTERS:
+        fn = _CONVERTERS[kind]
+        by_name = fn(layer, tensors, prefix, used, flatten_hwc) if kind == "Dense" else fn(layer, tensors, prefix, used)
+        values = []
+        for variable in layer.weights:
+            rel = _relative_name(variable, layer)
+            if rel not in by_name:
+                raise ConversionError(f"{prefix}: no torchvision tensor for variable {rel!r} of {kind} layer "
+                                      f"{layer.name}.")
+            values.append(by_name[rel])
+    else:
+        raise ConversionError(f"layer {layer.name} ({kind}) has weights but no torchvision conversion; give the "
+                              "layer a torch_weights(tensors) method.")
+    if len(values) != len(layer.weights):
+        raise ConversionError(f"{prefix}: {len(values)} tensors for the {len(layer.weights)} weights of {layer.name}.")
+    for variable, value in zip(layer.weights, values):
+        if tuple(variable.shape) != tuple(value.shape):
+            raise ConversionError(
+                f"{prefix}: converted shape {tuple(value.shape)} does not fit {layer.name}/"
+                f"{_relative_name(variable, layer)} {tuple(variable.shape)}; is the state_dict for this model "
+                "and number of classes?")
+    return [np.ascontiguousarray(v, dtype=np.float32) for v in values]
 
 
-def convert(state_dict_path: str, output_dir: str) -> str:
+# -- a whole model --------------------------------------------------------------------------------
+
+def _weighted_layers(model):
+    """(layer, flatten_hwc) for each layer with weights, in model order; flatten_hwc for Dense after Flatten."""
+    pending = None
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Flatten":
+            shape = tuple(layer.input.shape)
+            pending = tuple(int(s) for s in shape[1:]) if len(shape) == 4 else None
+            continue
+        if kind in ("Dropout", "Activation", "ReLU"):
+            continue  # shape-preserving layers between Flatten and the first Dense
+        if layer.weights:
+            yield layer, (pending if kind == "Dense" else None)
+        pending = None
+
+
+def assign_torch_weights(model, state: Mapping[str, np.ndarray], source=None) -> List[str]:
+    """Sets every weight of ``model`` from torchvision's ``state`` (all or nothing).
+
+    Args:
+        model: a built zoo model.
+        state: a torchvision state_dict as numpy arrays.
+        source: the model's :class:`zoo.recipe.TorchvisionSource` (layer name exceptions), if any.
+
+    Returns:
+        The torchvision names of the layers assigned.
+
+    Raises:
+        ConversionError: naming the first missing or unexpected key, or the first shape that differs.
+    """
+    assignments, names, used_keys = [], [], set()
+    for layer, flatten_hwc in _weighted_layers(model):
+        prefix = source.torch_name(layer.name) if source is not None else layer.name
+        tensors = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        if prefix in state:  # a bare parameter (ViT's class_token) rather than a module
+            tensors[""] = state[prefix]
+        used: Set[str] = set()
+        values = torch_layer_weights(layer, tensors, prefix, used, flatten_hwc)
+        used_keys.update(f"{prefix}.{k}" if k else prefix for k in used)
+        assignments.append((layer, values))
+        names.append(prefix)
+    unexpected = sorted(k for k in state if k not in used_keys and not k.endswith(_IGNORED_SUFFIXES))
+    if unexpected:
+        raise ConversionError(f"unexpected key {unexpected[0]} in the state_dict ({len(unexpected)} unused in all): "
+                              "it was written for another model; check --model.")
+    for layer, values in assignments:
+        layer.set_weights(values)
+    return names
+
+
+def convert(state_dict_path: str, output_dir: str, model_name: str = "alexnet") -> str:
     """Converts the file and writes ``<output_dir>/model.ckpt-0``; returns the checkpoint prefix.
 
     Raises:
         FileExistsError: ``output_dir`` exists and is not empty (nothing is overwritten).
-        ConversionError: the weights are not torchvision AlexNet's.
+        ConversionError: the weights do not fit ``model_name``.
     """
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
         raise FileExistsError(f"--output_dir={output_dir} already exists and is not empty; pass a new directory.")
-    weights = to_tf_weights(load_state_dict(state_dict_path))
+    state = load_state_dict(state_dict_path)
 
     import tensorflow as tf
 
     import zoo
+    from atomic import publish_directory
 
-    num_classes = weights["logits"][1].shape[0]
-    model = zoo.create_model("alexnet", num_classes=num_classes, image_size=224)
-    for name, (kernel, bias) in weights.items():
-        layer = model.get_layer(name)
-        have = tuple(tuple(v.shape) for v in layer.weights)
-        if have != (kernel.shape, bias.shape):
-            raise ConversionError(
-                f"{name}: converted shapes {kernel.shape}, {bias.shape} do not fit the model's {have}.")
-        layer.set_weights([kernel, bias])
-
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
-    try:
+    source = zoo.get_torchvision_source(model_name)
+    recipe = zoo.get_recipe(model_name)
+    num_classes = _classifier_size(state, recipe, source)
+    model = zoo.create_model(model_name, num_classes=num_classes)
+    assign_torch_weights(model, state, source)
+    with publish_directory(output_dir) as tmp:
         tf.train.Checkpoint(model=model).write(os.path.join(tmp, "model.ckpt-0"))
-        if os.path.isdir(output_dir):
-            os.rmdir(output_dir)  # empty (checked above)
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return os.path.join(output_dir, "model.ckpt-0")
+
+
+def _classifier_size(state: Mapping[str, np.ndarray], recipe, source) -> int:
+    """Classes of the state_dict: the length of the classifier's bias (the recipe names the layer)."""
+    for pattern in recipe.classifier:
+        torch_name = source.torch_name(pattern) if source is not None else pattern
+        for key in (f"{torch_name}.bias", f"{torch_name}.weight"):
+            if key in state:
+                return int(state[key].shape[0])
+    return recipe.num_classes
 
 
 def main(argv: Sequence[str]) -> int:
@@ -162,13 +319,16 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         print(f"unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
+    import registry
+
     try:
-        prefix = convert(f.state_dict, f.output_dir)
-    except (FileNotFoundError, FileExistsError, ConversionError, ImportError) as e:
+        model_name = registry.MODELS.entry(f.model).name
+        prefix = convert(f.state_dict, f.output_dir, model_name)
+    except (FileNotFoundError, FileExistsError, ConversionError, ImportError, registry.RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"Wrote {prefix} (model alexnet).")
-    print(f"Evaluate it: python main.py --mode=evaluate --model=alexnet --checkpoint_path={prefix} "
+    print(f"Wrote {prefix} (model {model_name}).")
+    print(f"Evaluate it: python main.py --mode=evaluate --model={model_name} --checkpoint_path={prefix} "
           "--data_dir=/path/to/imagenet")
     return 0
 
@@ -176,7 +336,7 @@ def main(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("state_dict", None, "torchvision AlexNet weights (.pth), e.g. alexnet-owt-7be5be79.pth.",
-                        required=True)
+    flags.DEFINE_string("model", "alexnet", "Zoo model the weights are for (python main.py --list).")
+    flags.DEFINE_string("state_dict", None, "torchvision weights (.pth), e.g. resnet50-0676ba61.pth.", required=True)
     flags.DEFINE_string("output_dir", None, "New directory for the TF checkpoint model.ckpt-0.", required=True)
     app.run(main)

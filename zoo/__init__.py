@@ -1,6 +1,9 @@
 """The model zoo: importing this package registers every built-in model.
 
-Use :func:`create_model` to build one by name with its registered recipe's defaults.
+Use :func:`create_model` to build one by name with its registered recipe's defaults. Each family
+has one module; each builder is registered with ``recipe=`` (:class:`ModelRecipe`), ``params=``
+(its parameter count at 1000 classes, checked by the tests), ``torchvision=``
+(:class:`TorchvisionSource`, the reference for weight conversion and parity) and ``description=``.
 """
 
 from __future__ import annotations
@@ -9,14 +12,33 @@ import inspect
 from typing import Any, List, Optional
 
 from registry import MODELS
-from zoo import alexnet as _alexnet  # noqa: F401  (registers alexnet, alexnet_modelzoo)
-from zoo.recipe import ModelRecipe
 
-__all__ = ["ModelRecipe", "create_model", "get_recipe", "list_models"]
+# One import per family: each registers its models (no registration depends on another import).
+from zoo import alexnet as _alexnet  # noqa: F401
+from zoo import convnext as _convnext  # noqa: F401
+from zoo import densenet as _densenet  # noqa: F401
+from zoo import efficientnet as _efficientnet  # noqa: F401
+from zoo import inception as _inception  # noqa: F401
+from zoo import mobilenet as _mobilenet  # noqa: F401
+from zoo import resnet as _resnet  # noqa: F401
+from zoo import vgg as _vgg  # noqa: F401
+from zoo import vit as _vit  # noqa: F401
+from zoo.recipe import ModelRecipe, TorchvisionSource
+
+__all__ = [
+    "ModelRecipe",
+    "TorchvisionSource",
+    "builder_arguments",
+    "create_model",
+    "get_recipe",
+    "get_torchvision_source",
+    "inference_model",
+    "list_models",
+]
 
 
 def list_models(include=None, exclude=None) -> List[str]:
-    """Names of the registered models, optionally filtered with wildcards (``"alexnet*"``)."""
+    """Names of the registered models, optionally filtered with wildcards (``"resnet*"``)."""
     return MODELS.list(include, exclude)
 
 
@@ -26,26 +48,62 @@ def get_recipe(name: str) -> ModelRecipe:
     return recipe if recipe is not None else ModelRecipe()
 
 
+def get_torchvision_source(name: str) -> Optional[TorchvisionSource]:
+    """The torchvision reference registered with model ``name``, or None."""
+    return MODELS.metadata(name).get("torchvision")
+
+
+def builder_arguments(name: str) -> List[str]:
+    """The keyword arguments model ``name``'s builder accepts."""
+    params = inspect.signature(MODELS.get(name)).parameters
+    return sorted(k for k, p in params.items() if p.kind is p.KEYWORD_ONLY)
+
+
 def create_model(name: str, *, recipe: Optional[ModelRecipe] = None, **kwargs: Any):
     """Builds model ``name`` with keyword arguments checked against the builder's signature.
 
+    Optional arguments whose value is None are dropped before the call (timm's convention), so a
+    caller can pass every optional setting (``initializer``, ``dropout`` ...) and a builder that
+    has no such argument keeps working. An argument given a value that the builder does not
+    accept is an error.
+
     Args:
         name: a registered model name or alias.
-        recipe: defaults for ``num_classes`` and ``image_size`` when those are not given.
-        **kwargs: builder arguments. Unknown names raise a TypeError that lists the accepted ones.
+        recipe: defaults for ``num_classes`` and ``image_size`` when those are not given; its
+            ``min_input_size`` is enforced (default: the model's registered recipe).
+        **kwargs: builder arguments.
+
+    Raises:
+        TypeError: an argument the builder does not accept; the message lists the accepted ones.
+        ValueError: an input size below the recipe's minimum.
     """
     builder = MODELS.get(name)
     params = inspect.signature(builder).parameters
     accepted = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
     has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    if recipe is not None:
-        if "num_classes" in accepted:
-            kwargs.setdefault("num_classes", recipe.num_classes)
-        if "image_size" in accepted:
-            kwargs.setdefault("image_size", recipe.input_size)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    recipe = recipe or get_recipe(name)
+    if "num_classes" in accepted:
+        kwargs.setdefault("num_classes", recipe.num_classes)
+    if "image_size" in accepted:
+        kwargs.setdefault("image_size", recipe.input_size)
     unknown = sorted(set(kwargs) - accepted)
     if unknown and not has_var_kw:
         raise TypeError(
             f"model {name!r} does not accept {', '.join(unknown)}; it accepts {', '.join(sorted(accepted))}."
         )
+    if "image_size" in kwargs:
+        recipe.check_input_size(int(kwargs["image_size"]), model=MODELS.entry(name).name)
     return builder(**kwargs)
+
+
+def inference_model(model):
+    """The model with its main output only: auxiliary heads (inception_v3's) are pruned away.
+
+    Evaluation, prediction and export use this view; it shares the model's layers and weights.
+    """
+    if len(model.outputs) == 1:
+        return model
+    from keras_compat import keras
+
+    return keras.Model(model.inputs, model.outputs[0], name=model.name)

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Tuple
 from keras_compat import keras
 from registry import MODELS
 from zoo.layers import AdaptiveAveragePooling2D, fan_in_uniform
-from zoo.recipe import ModelRecipe
+from zoo.recipe import ModelRecipe, TorchvisionSource
 
 __all__ = ["INITIALIZERS", "alexnet", "alexnet_modelzoo"]
 
@@ -30,7 +30,7 @@ def _torchvision(fan_in: int) -> Tuple[object, object]:
     return fan_in_uniform(fan_in), fan_in_uniform(fan_in)
 
 
-# --version: the recipe's default is he_uniform.
+# --initializer (the recipe's --version): the recipe's default is he_uniform.
 INITIALIZERS: Dict[str, Callable[[int], Tuple[object, object]]] = {
     "he_uniform": _he_uniform,
     "xavier": _xavier,
@@ -42,6 +42,13 @@ _RECIPE_8P = dict(
     batch_size=128, lr=0.06, max_epochs=150, warmup_epochs=5, momentum=0.9, use_nesterov=True,
     weight_decay=1e-4, label_smoothing=0.1, optimizer="momentum", lr_schedule="cosine",
 )
+# AlexNet accepts inputs from 63x63 (adaptive 6x6 pooling, as torchvision).
+_RECIPE = dict(min_input_size=63, classifier=("logits",), hparams=_RECIPE_8P)
+# Our layer names -> torchvision's module paths (features.N convolutions, classifier.N linear layers).
+_TORCHVISION = TorchvisionSource("alexnet", layer_names={
+    "conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",
+    "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4", "logits": "classifier.6",
+})
 
 
 def _build(
@@ -51,16 +58,14 @@ def _build(
     dropout_before_fc: bool,
     num_classes: int,
     image_size: int,
-    version: str,
+    initializer: str,
     name: str,
 ) -> keras.Model:
-    if version not in INITIALIZERS:
-        raise ValueError(f"version (initialiser) must be one of {sorted(INITIALIZERS)}, got {version!r}")
-    if image_size < 63:
-        raise ValueError(f"AlexNet needs inputs of at least 63x63 pixels, got image_size={image_size}")
+    if initializer not in INITIALIZERS:
+        raise ValueError(f"initializer must be one of {', '.join(sorted(INITIALIZERS))}, got {initializer!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    init = INITIALIZERS[version]
+    init = INITIALIZERS[initializer]
 
     def conv(x, filters, kernel, cin, *, strides=1, padding="same", layer_name):
         k_init, b_init = init(kernel * kernel * cin)
@@ -107,18 +112,21 @@ def _build(
 @MODELS.register(
     "alexnet",
     aliases=("alexnet_torchvision",),
-    recipe=ModelRecipe(reference_top1=56.522, reference_top5=79.066, hparams=_RECIPE_8P),
-    description="torchvision's AlexNet (64-192-384-256-256, dropout 0.5); 61,100,840 parameters.",
+    recipe=ModelRecipe(reference_top1=56.522, reference_top5=79.066, **_RECIPE),
+    torchvision=_TORCHVISION,
+    params=61_100_840,
+    initializers=tuple(INITIALIZERS),
+    description="torchvision's AlexNet (64-192-384-256-256, dropout 0.5).",
 )
 def alexnet(
-    *, num_classes: int = 1000, image_size: int = 224, version: str = "he_uniform", dropout: float = 0.5
+    *, num_classes: int = 1000, image_size: int = 224, initializer: str = "he_uniform", dropout: float = 0.5
 ) -> keras.Model:
     """torchvision's AlexNet in NHWC.
 
     Args:
         num_classes: size of the classifier.
         image_size: square input size; 63 or more (adaptive 6x6 pooling as in torchvision).
-        version: initialiser: ``he_uniform`` (the recipe's default), ``xavier`` or ``torchvision``.
+        initializer: ``he_uniform`` (the recipe's default), ``xavier`` or ``torchvision``.
         dropout: dropout rate before each hidden fully connected layer.
 
     Returns:
@@ -126,18 +134,20 @@ def alexnet(
     """
     return _build(
         widths=(64, 192, 384, 256, 256), dropout=dropout, dropout_before_fc=True,
-        num_classes=num_classes, image_size=image_size, version=version, name="alexnet",
+        num_classes=num_classes, image_size=image_size, initializer=initializer, name="alexnet",
     )
 
 
 @MODELS.register(
     "alexnet_modelzoo",
-    recipe=ModelRecipe(reference_top1=60.12, reference_top5=82.06, hparams=_RECIPE_8P),
+    recipe=ModelRecipe(reference_top1=60.12, reference_top5=82.06, **_RECIPE),
+    params=61_266_088,
+    initializers=tuple(INITIALIZERS),
     description="The Ascend ModelZoo recipe's AlexNet (96 first-layer filters, dropout 0.35), "
     "with linear logits.",
 )
 def alexnet_modelzoo(
-    *, num_classes: int = 1000, image_size: int = 224, version: str = "he_uniform", dropout: float = 0.35
+    *, num_classes: int = 1000, image_size: int = 224, initializer: str = "he_uniform", dropout: float = 0.35
 ) -> keras.Model:
     """The recipe's AlexNet: 96 first-layer filters, dropout rate 0.35 after fc6 and fc7.
 
@@ -147,10 +157,10 @@ def alexnet_modelzoo(
     Args:
         num_classes: size of the classifier.
         image_size: square input size; 63 or more.
-        version: initialiser: ``he_uniform`` (default), ``xavier`` or ``torchvision``.
+        initializer: ``he_uniform`` (default), ``xavier`` or ``torchvision``.
         dropout: dropout rate after each hidden fully connected layer.
     """
     return _build(
         widths=(96, 192, 384, 256, 256), dropout=dropout, dropout_before_fc=False,
-        num_classes=num_classes, image_size=image_size, version=version, name="alexnet_modelzoo",
+        num_classes=num_classes, image_size=image_size, initializer=initializer, name="alexnet_modelzoo",
     )

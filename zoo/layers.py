@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -75,3 +75,186 @@ def fan_in_uniform(fan_in: int) -> keras.initializers.Initializer:
     """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for conv/linear weights and biases."""
     bound = 1.0 / math.sqrt(fan_in)
     return keras.initializers.RandomUniform(-bound, bound)
+
+
+# -- torchvision-exact building blocks ---------------------------------------------------------------
+# PyTorch pads convolutions and pools symmetrically; Keras' "same" pads more at the bottom/right when
+# the stride is 2 and the input even. These helpers pad explicitly so that every size matches.
+
+def torch_kernel_initializer(mode: str = "fan_out", nonlinearity_gain: float = 2.0, distribution: str = "normal"):
+    """``kaiming_normal_``/``kaiming_uniform_`` as torchvision calls them, as a Keras initializer.
+
+    PyTorch's fan_out of a conv kernel is out_channels x kh x kw, which is also Keras' for Conv2D
+    kernels (kh, kw, in/groups, out). Depthwise kernels need :func:`depthwise_kernel_initializer`.
+    """
+    dist = "untruncated_normal" if distribution == "normal" else "uniform"
+    return keras.initializers.VarianceScaling(nonlinearity_gain, mode, dist)
+
+
+class DepthwiseKaimingNormal(keras.initializers.Initializer):
+    """``kaiming_normal_(mode="fan_out")`` of a depthwise PyTorch kernel, for Keras' (kh, kw, C, 1) layout.
+
+    PyTorch stores a depthwise kernel as (C, 1, kh, kw): its fan_out is C x kh x kw. Keras computes
+    fan_out = kh x kw for (kh, kw, C, 1), which would make the weights sqrt(C) times too large.
+    """
+
+    def __init__(self, gain: float = 2.0):
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        kh, kw, channels, multiplier = shape
+        std = math.sqrt(self.gain / (channels * multiplier * kh * kw))
+        return tf.random.normal(shape, stddev=std, dtype=dtype or tf.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+def conv2d(x, filters: int, kernel_size: int, *, strides: int = 1, padding: int = 0, groups: int = 1,
+           use_bias: bool = False, name: str, kernel_initializer=None, dilation: int = 1):
+    """``nn.Conv2d(..., padding=padding)``: explicit symmetric zero padding, then a VALID convolution.
+
+    A grouped convolution with one input channel per group (``groups == channels == filters``) is
+    built as Keras' ``DepthwiseConv2D``; its kernel then needs :class:`DepthwiseKaimingNormal`.
+    """
+    if padding:
+        x = keras.layers.ZeroPadding2D(padding, name=f"{name}.pad")(x)
+    in_channels = x.shape[-1]
+    if groups > 1 and groups == in_channels == filters:
+        return keras.layers.DepthwiseConv2D(
+            kernel_size, strides=strides, padding="valid", use_bias=use_bias, dilation_rate=dilation,
+            depthwise_initializer=kernel_initializer or DepthwiseKaimingNormal(), name=name,
+        )(x)
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="valid", groups=groups, use_bias=use_bias,
+        dilation_rate=dilation, kernel_initializer=kernel_initializer or torch_kernel_initializer(), name=name,
+    )(x)
+
+
+def batch_norm(x, *, name: str, eps: float = 1e-5, momentum: float = 0.1, zero_init: bool = False):
+    """``nn.BatchNorm2d(eps, momentum)``: PyTorch's momentum is the weight of the new batch, Keras' the old."""
+    return keras.layers.BatchNormalization(
+        epsilon=eps, momentum=1.0 - momentum, name=name,
+        gamma_initializer="zeros" if zero_init else "ones",
+    )(x)
+
+
+class TorchPool2D(keras.layers.Layer):
+    """``nn.MaxPool2d`` / ``nn.AvgPool2d`` with PyTorch's padding and ``ceil_mode`` semantics.
+
+    Keras' pooling layers pad asymmetrically ("same") or not at all, and their "same" average
+    excludes padding from the count. Here max pooling pads with -inf (padding never wins), average
+    pooling with zeros counted in the divisor (PyTorch's ``count_include_pad=True``), and
+    ``ceil_mode`` adds the extra bottom/right window PyTorch allows when that window starts inside
+    the padded input (averaged over its in-bounds part, as PyTorch does).
+
+    Args:
+        kind: ``max`` or ``avg``.
+        pool_size, strides, padding: as in PyTorch.
+        ceil_mode: PyTorch's ``ceil_mode``.
+    """
+
+    def __init__(self, kind: str, pool_size: int, strides: Optional[int] = None, padding: int = 0,
+                 ceil_mode: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("max", "avg"):
+            raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+        self.kind, self.pool_size = kind, int(pool_size)
+        self.strides = int(strides or pool_size)
+        self.padding, self.ceil_mode = int(padding), bool(ceil_mode)
+
+    def _out_size(self, size: int) -> int:
+        span = size + 2 * self.padding - self.pool_size
+        out = (-(-span // self.strides) if self.ceil_mode else span // self.strides) + 1
+        if self.ceil_mode and (out - 1) * self.strides >= size + self.padding:
+            out -= 1  # PyTorch: the last window must start inside the input or its left padding
+        return out
+
+    def call(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        out_h, out_w = self._out_size(height), self._out_size(width)
+        extra_h = max((out_h - 1) * self.strides + self.pool_size - (height + 2 * self.padding), 0)
+        extra_w = max((out_w - 1) * self.strides + self.pool_size - (width + 2 * self.padding), 0)
+        pads = [[0, 0], [self.padding, self.padding + extra_h], [self.padding, self.padding + extra_w], [0, 0]]
+        window = [1, self.pool_size, self.pool_size, 1]
+        stride = [1, self.strides, self.strides, 1]
+        if self.kind == "max":
+            if any(p for pair in pads for p in pair):
+                inputs = tf.pad(inputs, pads, constant_values=inputs.dtype.min)
+            return tf.nn.max_pool2d(inputs, window, stride, "VALID")
+        padded = tf.pad(inputs, pads) if any(p for pair in pads for p in pair) else inputs
+        summed = tf.nn.avg_pool2d(padded, window, stride, "VALID") * float(self.pool_size * self.pool_size)
+        if not (extra_h or extra_w):
+            return summed / float(self.pool_size * self.pool_size)
+        # Divisor per window: the padded extent, clipped at the input's right/bottom padding edge.
+        counts = [self._counts(out, size) for out, size in ((out_h, height), (out_w, width))]
+        divisor = np.outer(counts[0], counts[1]).astype(np.float32)[None, :, :, None]
+        return summed / tf.constant(divisor, dtype=summed.dtype)
+
+    def _counts(self, out: int, size: int) -> np.ndarray:
+        starts = np.arange(out) * self.strides - self.padding
+        ends = np.minimum(starts + self.pool_size, size + self.padding)
+        return (ends - starts).astype(np.float32)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self._out_size(input_shape[1]), self._out_size(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                      ceil_mode=self.ceil_mode)
+        return config
+
+
+def max_pool(x, pool_size: int, strides: Optional[int] = None, padding: int = 0, ceil_mode: bool = False, *,
+             name: str):
+    """``nn.MaxPool2d``; plain Keras pooling where that is already exact (no padding, no ceil_mode)."""
+    if not padding and not ceil_mode:
+        return keras.layers.MaxPooling2D(pool_size, strides or pool_size, name=name)(x)
+    return TorchPool2D("max", pool_size, strides, padding, ceil_mode, name=name)(x)
+
+
+def avg_pool(x, pool_size: int, strides: Optional[int] = None, padding: int = 0, ceil_mode: bool = False, *,
+             name: str):
+    """``nn.AvgPool2d`` / ``F.avg_pool2d`` (``count_include_pad=True``)."""
+    if not padding and not ceil_mode:
+        return keras.layers.AveragePooling2D(pool_size, strides or pool_size, name=name)(x)
+    return TorchPool2D("avg", pool_size, strides, padding, ceil_mode, name=name)(x)
+
+
+def hard_sigmoid(x):
+    """PyTorch's ``hardsigmoid``: relu6(x + 3) / 6 (Keras 2's ``hard_sigmoid`` is 0.2x + 0.5)."""
+    return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def hard_swish(x):
+    """PyTorch's ``hardswish``: x * relu6(x + 3) / 6."""
+    return x * hard_sigmoid(x)
+
+
+class StochasticDepth(keras.layers.Layer):
+    """torchvision's ``StochasticDepth(p, mode="row")``: drops a residual branch per example.
+
+    In training each example's branch is zeroed with probability ``rate`` and the kept ones are
+    scaled by ``1 / (1 - rate)``; at inference it is the identity. Keras has no such layer (Keras
+    CV's lives outside Keras, and Keras 2 has none).
+    """
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"stochastic depth rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = tf.concat([tf.shape(inputs)[:1], tf.ones([tf.rank(inputs) - 1], tf.int32)], 0)
+        mask = tf.cast(tf.random.uniform(shape) < keep, inputs.dtype)
+        return inputs * mask / tf.cast(keep, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["rate"] = self.rate
+        return config

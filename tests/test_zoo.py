@@ -1,0 +1,80 @@
+"""Every registered model: parameter count, output shape, a training step, a checkpoint round trip."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from keras_compat import keras
+from registry import MODELS
+
+SMALL_CLASSES = 7
+
+
+def _names():
+    return [pytest.param(n, id=n) for n in zoo.list_models()]
+
+
+def _small_size(recipe) -> int:
+    return max(recipe.min_input_size, 64)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_parameter_count_at_1000_classes_is_torchvision_s(name):
+    expected = MODELS.metadata(name).get("params")
+    assert expected, f"{name} is registered without params="
+    model = zoo.create_model(name, num_classes=1000)
+    count = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert count == expected
+
+
+@pytest.mark.parametrize("name", _names())
+def test_trains_one_step_and_round_trips_a_checkpoint(name, tmp_path):
+    recipe = zoo.get_recipe(name)
+    size = _small_size(recipe)
+    model = zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=size)
+    images = tf.random.stateless_normal((2, size, size, 3), seed=(1, 2))
+    labels = tf.constant([1, 5])
+    outputs = model(images, training=True)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    assert len(outputs) == 1 + len(recipe.aux_loss_weights)
+    for out in outputs:
+        assert tuple(out.shape) == (2, SMALL_CLASSES)
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, outputs[0], from_logits=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(float(loss))
+    assert all(g is not None for g in grads), [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    inference = zoo.inference_model(model)
+    before = np.asarray(inference(images, training=False))
+    assert np.isfinite(before).all()
+    prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    fresh = zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=size)
+    tf.train.Checkpoint(model=fresh).read(prefix).assert_consumed()
+    after = np.asarray(zoo.inference_model(fresh)(images, training=False))
+    np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_recipe_is_complete(name):
+    recipe = zoo.get_recipe(name)
+    meta = MODELS.metadata(name)
+    assert meta.get("description")
+    assert recipe.reference_top1 and recipe.reference_top5
+    assert recipe.min_input_size <= recipe.input_size <= recipe.eval_resize
+    model = zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=_small_size(recipe))
+    layer_names = {layer.name for layer in model.layers}
+    import fnmatch
+    assert any(fnmatch.filter(layer_names, p) for p in recipe.classifier), (recipe.classifier, sorted(layer_names)[-5:])
+
+
+@pytest.mark.parametrize("name", _names())
+def test_input_below_the_minimum_is_refused_naming_the_flag(name):
+    recipe = zoo.get_recipe(name)
+    with pytest.raises(ValueError, match=rf"at least {recipe.min_input_size}x.*--image_size"):
+        zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=recipe.min_input_size - 1)

@@ -1,0 +1,1 @@
+"""resnet family (being written)."""

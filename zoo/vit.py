@@ -1,0 +1,1 @@
+"""vit family (being written)."""
