@@ -44,12 +44,21 @@ flags.DEFINE_integer("image_size", None, "Image size of the model's input (defau
 flags.DEFINE_integer("batch_size", 128, "Mini-batch size per device.", lower_bound=1)
 flags.DEFINE_string("pretrained", None, "Checkpoint (prefix or directory) whose weights training starts from, "
                     "unless --checkpoint_dir already holds a checkpoint to resume.")
-flags.DEFINE_list("restore_exclude", ["logits"], "--pretrained: layers (fnmatch patterns) that keep their fresh "
-                  "weights, by default the classifier, for fine-tuning on other classes; empty restores all.")
+flags.DEFINE_list("restore_exclude", None, "--pretrained: layers (fnmatch patterns) that keep their fresh "
+                  "weights, for fine-tuning on other classes (default: the model's classifier, e.g. logits for "
+                  "alexnet, fc for resnets); --restore_exclude= (empty) restores all.")
 flags.DEFINE_float("lr", 0.06, "Peak learning rate, for the global batch.", lower_bound=0.0)
 flags.DEFINE_float("max_epochs", 150, "Max number of epochs to train the model.", lower_bound=0.0)
 flags.DEFINE_float("warmup_epochs", 5, "Epochs of linear learning-rate warm-up.", lower_bound=0.0)
-flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay (added to the loss as total_loss).", lower_bound=0.0)
+flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay (total_loss = loss + weight_decay x sum of l2_loss).",
+                   lower_bound=0.0)
+flags.DEFINE_float("norm_weight_decay", None, "Weight decay of normalisation layers' parameters (batch/layer "
+                   "norm; default: --weight_decay). torchvision's --norm-weight-decay.", lower_bound=0.0)
+flags.DEFINE_float("bias_weight_decay", None, "Weight decay of every bias, normalisation layers' included "
+                   "(default: as the other rules say). torchvision's --bias-weight-decay.", lower_bound=0.0)
+flags.DEFINE_float("embedding_weight_decay", None, "Weight decay of the model's embeddings (ViT's class token and "
+                   "position embedding; default: --weight_decay). torchvision's --transformer-embedding-decay.",
+                   lower_bound=0.0)
 flags.DEFINE_float("momentum", 0.9, "Momentum.", lower_bound=0.0)
 flags.DEFINE_bool("use_nesterov", True, "Nesterov momentum (--nouse_nesterov to switch off).")
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross entropy.", lower_bound=0.0,
@@ -76,10 +85,14 @@ flags.DEFINE_string("export_dir", None, "export: directory to create for the Sav
 flags.DEFINE_integer("max_train_steps", None, "Training steps; when set, overrides --max_epochs.",
                      lower_bound=1)
 flags.DEFINE_bool("synthetic", False, "Use synthetic data (no file is read).")
-flags.DEFINE_string("version", "he_uniform", "Weight initialisation: he_uniform, xavier or torchvision.")
+flags.DEFINE_string("initializer", None, "Weight initialisation of models that offer a choice (alexnet: he_uniform, "
+                    "the default, xavier or torchvision; see --list). Default: the model's own.")
+flags.DEFINE_alias("version", "initializer")  # the Ascend recipe's name for it
 flags.DEFINE_float("dropout", None, "Dropout rate of the model (default: the model's own; 0 switches dropout "
                    "off, e.g. to compare runs step by step).", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_bool("do_checkpoint", True, "Save checkpoints (--nodo_checkpoint to switch off).")
+flags.DEFINE_bool("sync_bn", False, "Synchronised batch norm: batch statistics over the global batch of all "
+                  "replicas and workers instead of each replica's own (tf.distribute backends).")
 flags.DEFINE_integer("rank_size", 1, "Number of devices that train together.", lower_bound=1)
 flags.DEFINE_integer("group_size", 1, "Number of servers (hosts) the devices are spread over.", lower_bound=1)
 flags.DEFINE_integer("iterations_per_loop", 1251, "Steps per device loop (one tf.function call); a call "
@@ -120,15 +133,41 @@ def validate_names(flags_obj) -> None:
             reg.entry(value)
         except registry.RegistryError as e:
             raise app.UsageError(f"--{flag}={value}: {e}") from None
-    from zoo.alexnet import INITIALIZERS
+    if flags_obj.initializer is not None:
+        model = registry.MODELS.entry(flags_obj.model).name
+        choices = registry.MODELS.metadata(model).get("initializers")
+        if not choices:
+            raise app.UsageError(f"--initializer={flags_obj.initializer}: model {model} has no initialiser choice; "
+                                 "leave the flag out.")
+        if flags_obj.initializer not in choices:
+            raise app.UsageError(f"--initializer={flags_obj.initializer}: must be one of {', '.join(sorted(choices))}.")
 
-    if flags_obj.version not in INITIALIZERS:
-        raise app.UsageError(f"--version={flags_obj.version}: must be one of {', '.join(sorted(INITIALIZERS))}.")
 
+def print_registries(model_patterns: Sequence[str] = ()) -> None:
+    """Prints the zoo (parameters, input size, reference accuracy) and the other registries.
 
-def print_registries() -> None:
-    for name, reg in (("models", registry.MODELS), ("backends", registry.BACKENDS), ("datasets", registry.DATASETS)):
-        print(f"{name}:")
+    Args:
+        model_patterns: fnmatch patterns that filter the models (``--list --model='resnet*'``); other
+            registries are printed only without a filter.
+    """
+
+    names = registry.MODELS.list(list(model_patterns) or None)
+    print(f"models ({len(names)}):")
+    print(f"  {'name':22s} {'params':>12s} {'input':>5s} {'eval':>9s} {'top1/top5':>15s}  description")
+    for name in names:
+        meta, recipe = registry.MODELS.metadata(name), zoo.get_recipe(name)
+        params = f"{meta['params']:,}" if meta.get("params") else "?"
+        accuracy = (f"{recipe.reference_top1:.3f}/{recipe.reference_top5:.3f}"
+                    if recipe.reference_top1 and recipe.reference_top5 else "-")
+        evaluation = f"{recipe.eval_resize}{'b' if recipe.interpolation == 'bicubic' else ''}"
+        print(f"  {name:22s} {params:>12s} {recipe.input_size:>5d} {evaluation:>9s} {accuracy:>15s}  "
+              f"{meta.get('description', '')}")
+    if model_patterns:
+        return
+    print("  (eval: resize before the central crop; b = bicubic. Accuracy: the reference weights' ImageNet-1k "
+          "top-1/top-5.)")
+    for kind, reg in (("backends", registry.BACKENDS), ("datasets", registry.DATASETS)):
+        print(f"{kind}:")
         for entry_name in reg.list():
             desc = reg.metadata(entry_name).get("description", "")
             print(f"  {entry_name:20s} {desc}")
@@ -151,7 +190,7 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     registry.import_extra_modules(FLAGS.extra_modules)
     if FLAGS.list:
-        print_registries()
+        print_registries([FLAGS.model] if FLAGS["model"].present else [])
         return 0
     try:
         validate_names(FLAGS)

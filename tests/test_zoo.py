@@ -1,5 +1,7 @@
 """Every registered model: parameter count, output shape, a training step, a checkpoint round trip."""
 
+import fnmatch
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +9,7 @@ import tensorflow as tf
 import zoo
 from keras_compat import keras
 from registry import MODELS
+from training.weights import load_weights
 
 SMALL_CLASSES = 7
 
@@ -28,6 +31,7 @@ def test_parameter_count_at_1000_classes_is_torchvision_s(name):
     assert count == expected
 
 
+@pytest.mark.keras2
 @pytest.mark.parametrize("name", _names())
 def test_trains_one_step_and_round_trips_a_checkpoint(name, tmp_path):
     recipe = zoo.get_recipe(name)
@@ -53,11 +57,20 @@ def test_trains_one_step_and_round_trips_a_checkpoint(name, tmp_path):
     inference = zoo.inference_model(model)
     before = np.asarray(inference(images, training=False))
     assert np.isfinite(before).all()
-    prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    # A training checkpoint (model and optimizer, as Checkpointer writes it), read back by the
+    # weights-only loader that evaluation, predict, export and --pretrained use.
+    prefix = tf.train.Checkpoint(model=model, optimizer=optimizer).write(str(tmp_path / "model.ckpt-1"))
     fresh = zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=size)
-    tf.train.Checkpoint(model=fresh).read(prefix).assert_consumed()
+    report = load_weights(fresh, prefix)
+    assert len(report.restored) == len(fresh.weights) and not report.skipped
     after = np.asarray(zoo.inference_model(fresh)(images, training=False))
     np.testing.assert_array_equal(before, after)
+    # Fine-tuning: the recipe's classifier is left out by default, and only it.
+    tuned = zoo.create_model(name, num_classes=SMALL_CLASSES + 1, image_size=size)
+    report = load_weights(tuned, prefix, exclude=recipe.classifier)
+    assert report.skipped
+    assert all(any(fnmatch.fnmatchcase(n.rsplit("/", 1)[0], p) for p in recipe.classifier) for n in report.skipped)
+    assert len(report.restored) + len(report.skipped) == len(tuned.weights)
 
 
 @pytest.mark.parametrize("name", _names())
@@ -69,7 +82,6 @@ def test_recipe_is_complete(name):
     assert recipe.min_input_size <= recipe.input_size <= recipe.eval_resize
     model = zoo.create_model(name, num_classes=SMALL_CLASSES, image_size=_small_size(recipe))
     layer_names = {layer.name for layer in model.layers}
-    import fnmatch
     assert any(fnmatch.filter(layer_names, p) for p in recipe.classifier), (recipe.classifier, sorted(layer_names)[-5:])
 
 

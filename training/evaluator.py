@@ -293,7 +293,8 @@ def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = No
         )
     with backend.scope():
         model = zoo.create_model(flags.model, recipe=setup.recipe, num_classes=setup.num_classes)
-    evaluator = Evaluator(model, backend, num_classes=setup.num_classes, label_smoothing=flags.label_smoothing)
+    evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=setup.num_classes,
+                          label_smoothing=flags.label_smoothing)
     log = _open_log(flags, backend, log_dir)
     summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
     report = EvalReport(log, setup.val_size)
@@ -329,7 +330,8 @@ def train_and_evaluate(flags: Any, backend: Backend):
     def make_hooks(*, model, dataset, log, config, **_):
         setup = _setup(flags, backend, dataset=dataset, num_classes=config.num_classes)
         setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
-        evaluator = Evaluator(model, backend, num_classes=config.num_classes, label_smoothing=flags.label_smoothing)
+        evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=config.num_classes,
+                              label_smoothing=flags.label_smoothing)
         report = EvalReport(log, setup.val_size)
         ckpt_dir = run_dirs(flags, backend)[1]
         state["report"] = report

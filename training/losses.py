@@ -1,14 +1,15 @@
-"""The recipe's loss: label-smoothed softmax cross entropy plus L2 weight decay."""
+"""The classification loss: label-smoothed softmax cross entropy, with auxiliary heads.
+
+Weight decay (the L2 term of ``total_loss``) is in :mod:`training.weight_decay`.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Sequence
 
 import tensorflow as tf
 
-from keras_compat import variable_value
-
-__all__ = ["cross_entropy", "l2_penalty"]
+__all__ = ["cross_entropy", "classification_loss"]
 
 
 def cross_entropy(labels, logits, num_classes: int, label_smoothing: float = 0.0):
@@ -26,12 +27,27 @@ def cross_entropy(labels, logits, num_classes: int, label_smoothing: float = 0.0
     return tf.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=tf.cast(logits, tf.float32))
 
 
-def l2_penalty(variables: Iterable, weight_decay: float):
-    """``weight_decay * sum(l2_loss(v))`` over ``variables`` (biases included, as the recipe does).
+def classification_loss(labels, outputs, num_classes: int, label_smoothing: float = 0.0,
+                        aux_weights: Sequence[float] = ()):
+    """Per-example loss of a model's outputs: the main head's cross entropy plus weighted auxiliary heads'.
 
-    ``tf.nn.l2_loss`` is half the squared norm.
+    Args:
+        labels: integer class ids, shape [batch].
+        outputs: the logits, or a list ``[logits, aux_logits, ...]`` (inception_v3's auxiliary head).
+        num_classes: number of classes.
+        label_smoothing: as in :func:`cross_entropy`, for every head.
+        aux_weights: the weight of each auxiliary head's loss (the model recipe's ``aux_loss_weights``).
+
+    Raises:
+        ValueError: the number of auxiliary outputs and of weights differ.
     """
-    terms = [tf.nn.l2_loss(tf.cast(variable_value(v), tf.float32)) for v in variables]
-    if not terms or not weight_decay:
-        return tf.constant(0.0, tf.float32)
-    return weight_decay * tf.add_n(terms)
+    heads = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if len(heads) - 1 != len(aux_weights):
+        raise ValueError(
+            f"the model has {len(heads) - 1} auxiliary outputs but its recipe gives {len(aux_weights)} "
+            "aux_loss_weights; register the model with one weight per auxiliary head."
+        )
+    loss = cross_entropy(labels, heads[0], num_classes, label_smoothing)
+    for weight, aux in zip(aux_weights, heads[1:]):
+        loss = loss + weight * cross_entropy(labels, aux, num_classes, label_smoothing)
+    return loss

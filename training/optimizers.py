@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tensorflow as tf
+
 from keras_compat import IS_KERAS_3, keras
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "rmsprop")
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "scale_loss", "unscale_gradients"]
+__all__ = ["OPTIMIZERS", "build_optimizer", "gradient_scale", "scale_loss", "unscale_gradients"]
 
 
 def build_optimizer(
@@ -63,3 +65,13 @@ def unscale_gradients(optimizer, grads):
     if not _is_loss_scaled(optimizer) or IS_KERAS_3:
         return grads
     return optimizer.get_unscaled_gradients(grads)
+
+
+def gradient_scale(optimizer):
+    """The factor ``apply_gradients`` will still divide gradients by: Keras 3's loss scale, else 1.
+
+    A term added to the gradients after :func:`unscale_gradients` (weight decay) is multiplied by it.
+    """
+    if not _is_loss_scaled(optimizer) or not IS_KERAS_3:
+        return 1.0
+    return tf.cast(optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale, tf.float32)

@@ -129,7 +129,7 @@ def load_inference_model(flags: Any, backend: Optional[Backend] = None) -> Infer
         model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes)
     load_weights(model, checkpoint)
     label_map = find_label_map(flags, checkpoint)
-    return InferenceModel(model=model, checkpoint=checkpoint, num_classes=num_classes,
+    return InferenceModel(model=zoo.inference_model(model), checkpoint=checkpoint, num_classes=num_classes,
                           config=preprocess_config(flags, recipe), names=class_names(label_map, num_classes),
                           label_map_path=label_map)
 

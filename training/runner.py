@@ -24,12 +24,17 @@ from training.consistency import check_weights_in_sync
 from training.log import TrainLog
 from training.optimizers import build_optimizer
 from training.progress import progress_line
+from training.recipe_flags import apply_recipe_defaults, recipe_values_in_use
 from training.schedules import WarmupDecaySchedule
 from training.summaries import attach_summaries
+from training.sync_batch_norm import enable_sync_batch_norm
 from training.trainer import PeriodicHook, TrainConfig, Trainer, TrainResult
+from training.weight_decay import DecayRule
+from training.weight_decay import describe as describe_decay
 from zoo.recipe import ModelRecipe
 
-__all__ = ["dataset_name", "default_log_dir", "make_backend", "make_dataset", "rank_dirs", "run", "train"]
+__all__ = ["dataset_name", "decay_rule", "default_log_dir", "make_backend", "make_dataset", "model_kwargs", "rank_dirs",
+           "restore_exclude", "run", "train"]
 
 
 def dataset_name(flags: Any) -> str:
@@ -85,11 +90,26 @@ def rank_dirs(log_dir: Optional[str], checkpoint_dir: Optional[str], backend: Ba
     return os.path.join(root, str(backend.rank)), checkpoint_dir or os.path.join(root, "0")
 
 
-def _model_kwargs(flags: Any) -> dict:
-    kwargs = {"version": flags.version}
-    if getattr(flags, "dropout", None) is not None:  # None: the model's own default rate
-        kwargs["dropout"] = flags.dropout
-    return kwargs
+def model_kwargs(flags: Any) -> dict:
+    """Optional builder arguments from flags; None (the model's own default) is dropped by ``zoo.create_model``."""
+    return {"initializer": getattr(flags, "initializer", None), "dropout": getattr(flags, "dropout", None)}
+
+
+def decay_rule(flags: Any, recipe: ModelRecipe) -> DecayRule:
+    """The run's weight-decay selection: the flags, with the recipe's embedding variables."""
+    return DecayRule(
+        weight_decay=flags.weight_decay,
+        norm_weight_decay=getattr(flags, "norm_weight_decay", None),
+        bias_weight_decay=getattr(flags, "bias_weight_decay", None),
+        embedding_weight_decay=getattr(flags, "embedding_weight_decay", None),
+        embedding_patterns=tuple(recipe.embedding_variables),
+    )
+
+
+def restore_exclude(flags: Any, recipe: ModelRecipe) -> Sequence[str]:
+    """``--restore_exclude``, by default the model's classifier layers."""
+    value = getattr(flags, "restore_exclude", None)
+    return tuple(recipe.classifier) if value is None else tuple(value)
 
 
 def train(flags: Any, backend: Backend, *,
@@ -126,6 +146,10 @@ def train(flags: Any, backend: Backend, *,
         f"image_size={recipe.input_size} global_batch={global_batch} steps_per_epoch={steps_per_epoch} "
         f"max_steps={max_steps} log_dir={log_dir}"
     )
+    from_recipe = recipe_values_in_use(flags, recipe.hparams)
+    if from_recipe:
+        log.info(f"From the {flags.model} recipe (flags not set): "
+                 + " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(from_recipe.items())))
 
     schedule = WarmupDecaySchedule(
         flags.lr, steps_per_epoch, warmup_epochs=flags.warmup_epochs, max_epochs=flags.max_epochs,
@@ -133,7 +157,10 @@ def train(flags: Any, backend: Backend, *,
         decay_factor=flags.lr_decay_factor, decay_epochs=flags.lr_decay_epochs,
     )
     with backend.scope():
-        model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes, **_model_kwargs(flags))
+        model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes, **model_kwargs(flags))
+        if getattr(flags, "sync_bn", False):
+            synced = enable_sync_batch_norm(model, backend)
+            log.info(f"--sync_bn: {synced} batch-norm layers compute statistics over the global batch")
         optimizer = build_optimizer(
             flags.optimizer, schedule, momentum=flags.momentum, use_nesterov=flags.use_nesterov,
             epsilon=flags.optimizer_epsilon, loss_scaling=flags.precision == "fp16",
@@ -148,15 +175,19 @@ def train(flags: Any, backend: Backend, *,
     if getattr(flags, "pretrained", None) and not (checkpointer and checkpointer.latest):
         from training.weights import load_weights  # resuming from checkpoint_dir takes precedence
 
-        loaded = load_weights(model, flags.pretrained, exclude=flags.restore_exclude or ())
+        loaded = load_weights(model, flags.pretrained, exclude=restore_exclude(flags, recipe))
         log.info(f"Initialised from --pretrained={loaded.path}: {len(loaded.restored)} tensors restored, kept "
                  f"fresh: {', '.join(loaded.skipped) or 'none'}")
     config = TrainConfig(
         num_classes=num_classes, per_replica_batch=flags.batch_size, global_batch=global_batch,
         num_train_examples=num_train, max_steps=max_steps, iterations_per_loop=flags.iterations_per_loop,
         save_summary_steps=flags.save_summary_steps, save_checkpoints_steps=flags.save_checkpoints_steps,
-        label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay,
+        label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay, decay=decay_rule(flags, recipe),
+        aux_loss_weights=tuple(recipe.aux_loss_weights),
     )
+    decay_summary = describe_decay(model, config.decay_rule)
+    log.info("Weight decay: " + ", ".join(f"{kind} {rate:g} ({count} variables)"
+                                          for kind, (count, rate) in sorted(decay_summary.items())))
     hooks = list(make_hooks(model=model, dataset=dataset, log=log, config=config)) if make_hooks else []
     trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
                       log=log, checkpointer=checkpointer, hooks=hooks)
@@ -197,8 +228,17 @@ MODES = {
 }
 
 
+def _flag_text(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
 def run(flags: Any) -> int:
     """Sets the backend up and runs ``--mode``; returns the process exit code."""
+    recipe = zoo.get_recipe(flags.model)
+    applied = apply_recipe_defaults(flags, flags.model, recipe.hparams)
+    if applied:
+        logging.info("Model %s: recipe defaults for flags not set: %s", flags.model,
+                     " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(applied.items())))
     backend = make_backend(flags)
     launched = backend.maybe_launch(sys.argv)
     if launched is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -13,9 +13,10 @@ from backends.base import Backend
 from keras_compat import optimizer_variables
 from training.checkpoints import Checkpointer
 from training.log import TrainLog
-from training.losses import cross_entropy, l2_penalty
-from training.optimizers import scale_loss, unscale_gradients
+from training.losses import classification_loss
+from training.optimizers import gradient_scale, scale_loss, unscale_gradients
 from training.schedules import WarmupDecaySchedule
+from training.weight_decay import DecayRule, decay_coefficients, l2_penalty
 
 __all__ = ["PeriodicHook", "TrainConfig", "TrainResult", "Trainer"]
 
@@ -34,7 +35,11 @@ class TrainConfig:
         save_summary_steps: a log line every this many steps.
         save_checkpoints_steps: a checkpoint every this many steps (and at the end).
         label_smoothing: label smoothing of the cross entropy.
-        weight_decay: L2 coefficient in ``total_loss``.
+        weight_decay: L2 coefficient in ``total_loss`` of every trainable variable, unless ``decay``
+            says otherwise.
+        decay: which variables take how much weight decay (the recipe's selection); None: all of
+            them ``weight_decay``.
+        aux_loss_weights: weights of the model's auxiliary outputs' losses (its recipe's).
     """
 
     num_classes: int
@@ -47,6 +52,12 @@ class TrainConfig:
     save_checkpoints_steps: int = 1000
     label_smoothing: float = 0.1
     weight_decay: float = 1e-4
+    decay: Optional[DecayRule] = None
+    aux_loss_weights: Tuple[float, ...] = ()
+
+    @property
+    def decay_rule(self) -> DecayRule:
+        return self.decay if self.decay is not None else DecayRule(weight_decay=self.weight_decay)
 
     def epoch_at(self, step: int) -> float:
         """Epochs of data seen after ``step`` steps."""
@@ -111,26 +122,51 @@ class Trainer:
         # Each replica's loss is its sum divided by the global batch, so that the optimizer's
         # cross-replica sum of gradients is the gradient of the global mean.
         self._loss_denominator = float(config.per_replica_batch * self.strategy.num_replicas_in_sync)
+        # Weight decay per trainable variable, fixed for the run (model.trainable_variables order).
+        self._decay = decay_coefficients(model, config.decay_rule)
         self._loop_fn = None
         self._loop_size = None
 
     # -- one step ---------------------------------------------------------------------------------
 
-    def _step_fn(self, images, labels):
+    def _step_fn(self, images, labels, is_last):
+        """One replica's step; returns (loss, total_loss) contributions, total only when ``is_last``.
+
+        Weight decay is applied as the gradient term it is: ``coefficient * v`` is added to each
+        variable's gradient, the same mathematics as an L2 term ``coefficient * l2_loss(v)`` in the loss
+        without differentiating it. The penalty itself, for ``total_loss``, is computed only on the
+        last step of a loop call (the only one logged), from the weights before that step's update.
+        """
         cfg = self.config
         variables = self.model.trainable_variables
+        replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
-            per_example = cross_entropy(labels, logits, cfg.num_classes, cfg.label_smoothing)
+            outputs = self.model(images, training=True)
+            per_example = classification_loss(labels, outputs, cfg.num_classes, cfg.label_smoothing,
+                                               cfg.aux_loss_weights)
             loss = tf.reduce_sum(per_example) / self._loss_denominator
-            penalty = l2_penalty(variables, cfg.weight_decay) / self.strategy.num_replicas_in_sync
-            total_loss = loss + penalty
-            scaled = scale_loss(self.optimizer, total_loss)
+            scaled = scale_loss(self.optimizer, loss)
         grads = tape.gradient(scaled, variables)
         grads = unscale_gradients(self.optimizer, grads)
+        grads = self._add_decay(grads, variables, replicas)
+        penalty = tf.cond(is_last, lambda: l2_penalty(variables, self._decay) / replicas,
+                          lambda: tf.constant(0.0, tf.float32))
         grads = self.backend.reduce_gradients(grads)
         self.optimizer.apply_gradients(zip(grads, variables))
-        return loss, total_loss
+        return loss, loss + penalty
+
+    def _add_decay(self, grads, variables, replicas: int):
+        """``g + c * v`` per variable; divided among replicas, whose gradients are summed."""
+        # Keras 3's loss-scale optimizer unscales inside apply_gradients: scale the term to match.
+        factor = gradient_scale(self.optimizer) / float(replicas)
+        out = []
+        for g, v, c in zip(grads, variables, self._decay):
+            if not c or g is None:
+                out.append(g)
+                continue
+            g = tf.convert_to_tensor(g)
+            out.append(g + tf.cast(c * factor, g.dtype) * tf.cast(v, g.dtype))
+        return out
 
     def _make_loop(self):
         strategy = self.strategy
@@ -139,9 +175,9 @@ class Trainer:
         def loop(iterator, steps):
             loss = tf.constant(0.0)
             total = tf.constant(0.0)
-            for _ in tf.range(steps):  # NPU adapters sink this loop onto the device.
+            for i in tf.range(steps):  # NPU adapters sink this loop onto the device.
                 images, labels = next(iterator)
-                per_replica = strategy.run(self._step_fn, args=(images, labels))
+                per_replica = strategy.run(self._step_fn, args=(images, labels, tf.equal(i, steps - 1)))
                 loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[0], axis=None)
                 total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[1], axis=None)
             return loss, total

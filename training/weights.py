@@ -9,8 +9,9 @@ layer's variables by name. That works for checkpoints written by either Keras, w
 optimizer, and for ``tools/convert_torchvision.py``'s output; an optimizer never has to be built
 to read a model.
 
-Models are matched layer by layer (the layers of a functional model that own variables); a model
-nested inside another as one layer is not supported.
+Models are matched layer by layer (the layers of a functional model that hold variables, their
+own or their sub-layers'), and each layer's variables by name (or, inside sub-layers, in stored
+order with names checked).
 
 Fine-tuning skips layers by name (``--restore_exclude``, default the classifier ``logits``):
 they keep their fresh initial values and may have another shape in the checkpoint.
@@ -115,13 +116,31 @@ def _variable_key(graph, node_id: int) -> Optional[str]:
     return None
 
 
-def _layer_variables(graph, node_id: int) -> Dict[str, str]:
-    """A layer's own variables: name (leading underscore dropped: Keras 3's ``_kernel``) -> key."""
+def _skipped_child(local_name: str) -> bool:
+    # Keras 3 random layers (Dropout) track a seed generator's state: not a weight.
+    return "seed_generator" in local_name
+
+
+def _layer_variables(graph, node_id: int, prefix: str = "", seen: Optional[set] = None) -> Dict[str, str]:
+    """A layer's variables: path inside the layer -> checkpoint key, depth first in stored order.
+
+    Direct variables are named as stored (leading underscore dropped: Keras 3's ``_kernel``);
+    variables of sub-layers (a multi-head attention's query/key/value projections, the layers of a
+    nested model) get their sub-layer's path, e.g. ``query_dense/kernel``. A node reachable under
+    two names (Keras tracks a nested model's layers twice) is read once.
+    """
+    seen = set() if seen is None else seen
     result: Dict[str, str] = {}
     for child in graph.nodes[node_id].children:
+        if child.node_id in seen or _skipped_child(child.local_name):
+            continue
+        seen.add(child.node_id)
+        name = prefix + child.local_name.lstrip("_")
         key = _variable_key(graph, child.node_id)
         if key is not None:
-            result[child.local_name.lstrip("_")] = key
+            result[name] = key
+        else:
+            result.update(_layer_variables(graph, child.node_id, name + "/", seen))
     return result
 
 
@@ -203,30 +222,59 @@ def load_weights(model, path: str, *, exclude: Sequence[str] = ()) -> LoadReport
     report = LoadReport(path=path)
     assignments = []
     for (layer_name, variables), layer in zip(ours, stored):
-        for variable in variables:
+        if _excluded(layer_name, exclude):
+            report.skipped.extend(f"{layer_name}/{_short_name(v)}" for v in variables)
+            continue
+        for variable, key in _match_variables(path, layer_name, variables, layer):
             name = f"{layer_name}/{_short_name(variable)}"
-            if _excluded(layer_name, exclude):
-                report.skipped.append(name)
-                continue
-            key = layer.variables.get(_short_name(variable))
-            if key is None:
-                raise ValueError(
-                    f"{path}: layer {layer_name} (weighted layer #{layer.index}) has no variable "
-                    f"{_short_name(variable)!r} in the checkpoint (it has {', '.join(layer.variables)})."
-                )
             want = tuple(variable.shape)
             have = tuple(shapes[key])
             if want != have:
                 raise ValueError(
                     f"{path}: {name} has shape {have} in the checkpoint, {want} in the model. To fine-tune "
-                    "on another number of classes, leave the classifier out with --restore_exclude=logits; "
-                    "otherwise check --model, --num_classes and --version."
+                    "on another number of classes, leave the classifier out with --restore_exclude (by default "
+                    "the model's classifier); otherwise check --model, --num_classes and --image_size."
                 )
             assignments.append((variable, key, name))
     for variable, key, name in assignments:
         variable.assign(np.asarray(reader.get_tensor(key)))
         report.restored.append(name)
     return report
+
+
+def _match_variables(path: str, layer_name: str, variables: list, layer: CheckpointLayer):
+    """Pairs a layer's variables with its stored ones: by name, or in order for sub-layer variables.
+
+    A layer's own variables (``kernel``, ``gamma`` ...) are matched by name. Variables that live in
+    sub-layers are stored under attribute paths (``query_dense/kernel``) that differ from Keras'
+    variable names (``query/kernel``); they are matched in order, the order Keras tracks and
+    stores them in, with their last names checked.
+    """
+    stored = list(layer.variables.items())
+    if len(stored) != len(variables):
+        raise ValueError(
+            f"{path}: layer {layer_name} (weighted layer #{layer.index}) has {len(stored)} variables in the "
+            f"checkpoint ({', '.join(n for n, _ in stored)}) and {len(variables)} in the model; it was written "
+            "for another model (check --model)."
+        )
+    nested = any("/" in name for name, _ in stored)
+    pairs = []
+    for i, variable in enumerate(variables):
+        short = _short_name(variable)
+        if nested:
+            stored_name, key = stored[i]
+            if stored_name.rsplit("/", 1)[-1] != short:
+                raise ValueError(f"{path}: layer {layer_name}: variable #{i} is {stored_name!r} in the checkpoint "
+                                 f"and {short!r} in the model; it was written for another model (check --model).")
+        else:
+            key = layer.variables.get(short)
+            if key is None:
+                raise ValueError(
+                    f"{path}: layer {layer_name} (weighted layer #{layer.index}) has no variable {short!r} in the "
+                    f"checkpoint (it has {', '.join(layer.variables)})."
+                )
+        pairs.append((variable, key))
+    return pairs
 
 
 def checkpoint_num_classes(path: str) -> int:
