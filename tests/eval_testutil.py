@@ -62,9 +62,8 @@ def identity_weights(model, scale: float = 1.0) -> None:
 @MODELS.register("scores_linear", recipe=ModelRecipe(input_size=IMAGE_SIZE, min_input_size=1, eval_resize=IMAGE_SIZE,
                                                      num_classes=NUM_CLASSES),
                  description="Test model: Flatten -> Dense logits.")
-def scores_linear(*, num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, version: str = "he_uniform",
-                  dropout: float = 0.0) -> keras.Model:
-    """Flatten -> Dense(num_classes) named ``logits``; ``version``/``dropout`` accepted and unused."""
+def scores_linear(*, num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> keras.Model:
+    """Flatten -> Dense(num_classes) named ``logits``."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
     x = keras.layers.Flatten(name="flatten")(inputs)
     logits = keras.layers.Dense(num_classes, name="logits")(x)

@@ -54,9 +54,9 @@ def test_unknown_builder_argument_is_rejected_loudly():
         zoo.create_model("alexnet", widht=3)
 
 
-@pytest.mark.parametrize("version", ["he_uniform", "xavier", "torchvision"])
-def test_initialisers(version):
-    model = zoo.create_model("alexnet", image_size=63, num_classes=10, version=version)
+@pytest.mark.parametrize("initializer", ["he_uniform", "xavier", "torchvision"])
+def test_initialisers(initializer):
+    model = zoo.create_model("alexnet", image_size=63, num_classes=10, initializer=initializer)
     kernel = model.get_layer("conv2").kernel.numpy()
     bias = model.get_layer("conv2").bias.numpy()
     fan_in, fan_out = 5 * 5 * 64, 5 * 5 * 192
@@ -64,10 +64,10 @@ def test_initialisers(version):
         "he_uniform": np.sqrt(6.0 / fan_in),
         "xavier": np.sqrt(6.0 / (fan_in + fan_out)),
         "torchvision": 1.0 / np.sqrt(fan_in),
-    }[version]
+    }[initializer]
     assert np.abs(kernel).max() <= bound + 1e-6
     assert np.abs(kernel).max() > 0.9 * bound  # uses the whole range (300k samples)
-    if version == "torchvision":
+    if initializer == "torchvision":
         assert 0 < np.abs(bias).max() <= bound
     else:
         assert not bias.any()
@@ -75,7 +75,14 @@ def test_initialisers(version):
 
 def test_unknown_initialiser():
     with pytest.raises(ValueError, match="he_uniform"):
-        zoo.create_model("alexnet", image_size=63, version="orthogonal")
+        zoo.create_model("alexnet", image_size=63, initializer="orthogonal")
+
+
+def test_optional_arguments_set_to_none_take_the_builder_s_default():
+    model = zoo.create_model("alexnet", image_size=63, num_classes=10, initializer=None, dropout=None)
+    assert model.get_layer("drop6").rate == 0.5
+    with pytest.raises(TypeError, match="does not accept initializer"):
+        zoo.create_model("resnet18", image_size=64, initializer="xavier")
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 6, 7, 13])

@@ -110,10 +110,10 @@ def test_flagfile_runs_with_overrides(tmp_path):
     assert [p["step"] for p in log_lines(out.stdout)] == [1, 2]
 
 
-def test_unknown_model_names_alexnet():
-    out = run_main("--model=resnet50", "--backend=cpu", "--synthetic", check=False)
+def test_unknown_model_names_the_closest():
+    out = run_main("--model=resnet05", "--backend=cpu", "--synthetic", check=False)
     assert out.returncode != 0
-    assert "--model=resnet50: Unknown model 'resnet50'" in out.stderr
+    assert "--model=resnet05: Unknown model 'resnet05'. Did you mean 'resnet50'?" in out.stderr
     assert "alexnet" in out.stderr
 
 
@@ -121,10 +121,11 @@ def test_unknown_model_names_alexnet():
     ("--batch_size=0", "flag --batch_size=0"),
     ("--optimizer=adagrad", "flag --optimizer=adagrad: value should be one of"),
     ("--lr_decay_boundaries=60,30", "--lr_decay_boundaries must be increasing"),
-    ("--version=orthogonal", "--version=orthogonal: must be one of he_uniform, torchvision, xavier"),
+    ("--version=orthogonal", "--initializer=orthogonal: must be one of he_uniform, torchvision, xavier"),
+    ("--model=resnet18 --initializer=xavier", "--initializer=xavier: model resnet18 has no initialiser choice"),
 ])
 def test_bad_flag_values_name_the_flag(flag, message):
-    out = run_main(flag, "--backend=cpu", "--synthetic", check=False)
+    out = run_main(*flag.split(), "--backend=cpu", "--synthetic", check=False)
     assert out.returncode != 0
     assert message in out.stderr
 
@@ -140,3 +141,23 @@ def test_extra_modules_example_trains_a_user_model(tmp_path):
 def test_list_shows_registries():
     out = run_main("--list")
     assert "alexnet_modelzoo" in out.stdout and "cpu" in out.stdout and "synthetic" in out.stdout
+    assert "61,100,840" in out.stdout and "56.522/79.066" in out.stdout  # parameters, reference accuracy
+
+
+def test_list_filters_models_by_wildcard():
+    out = run_main("--list", "--model=resnet*")
+    models = [line.split()[0] for line in out.stdout.splitlines()[2:]]
+    assert models == ["resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
+    assert "25,557,032" in out.stdout and "76.130/92.862" in out.stdout
+    assert "alexnet" not in out.stdout and "backends:" not in out.stdout
+
+
+def test_recipe_supplies_defaults_of_flags_not_set(tmp_path):
+    out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
+                   "--batch_size=2", "--max_train_steps=2", "--save_summary_steps=1", "--lr=0.05",
+                   f"--log_dir={tmp_path}")
+    recipe_line = next(line for line in out.stdout.splitlines() if line.startswith("From the resnet18 recipe"))
+    assert "--lr_schedule=piecewise" in recipe_line and "--lr_decay_boundaries=30,60" in recipe_line
+    assert "--lr=" not in recipe_line  # set on the command line: the user's value wins
+    assert "--label_smoothing=0.0" in recipe_line
+    assert [p["lr"] for p in log_lines(out.stdout)] == [0.05, 0.05]
