@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
@@ -240,16 +241,24 @@ class DistributedBackend(Backend):
         return [float(x) for x in self._sum_fn(tf.constant(list(values), tf.float64)).numpy()]
 
     def assert_same_on_all_ranks(self, what: str, value: float, hint: str = "") -> None:
+        """Exact: the value's float64 bit pattern must be the same on every replica.
+
+        The 64 bits are split into four 16-bit chunks ``c``; the float64 sums of ``c`` and ``c**2`` over
+        the replicas are exact integers (below 2**53), and all replicas hold the same chunk exactly when
+        ``count * sum(c**2) == sum(c)**2``. A difference of one unit in the last place fails. Every rank
+        sees the same sums, so every rank reaches the same verdict and none is left waiting.
+        """
         if self.world_size == 1:
             return
-        v = float(value)
-        total, squares, count = self._sum_over_replicas([v, v * v, 1.0])
-        # All values are equal exactly when count * sum(x^2) == (sum x)^2; every rank sees the same sums,
-        # so every rank reaches the same verdict and none is left waiting.
-        if abs(count * squares - total * total) > 1e-9 * max(1.0, total * total):
+        bits = int(np.float64(value).view(np.uint64))
+        chunks = [(bits >> shift) & 0xFFFF for shift in (0, 16, 32, 48)]
+        sums = self._sum_over_replicas([float(c) for c in chunks] + [float(c * c) for c in chunks] + [1.0])
+        count = int(sums[-1])
+        totals, squares = [int(x) for x in sums[:4]], [int(x) for x in sums[4:8]]
+        if any(count * sq != t * t for t, sq in zip(totals, squares)):
             raise ValueError(
-                f"{what} differs between ranks: {v:g} on rank {self.rank}, mean {total / count:g} over "
-                f"{int(count)} replicas. {hint}".rstrip()
+                f"{what} differs between ranks: {float(value)!r} on rank {self.rank}, not on all {count} replicas. "
+                f"{hint}".rstrip()
             )
 
     def finish(self) -> None:

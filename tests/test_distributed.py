@@ -173,3 +173,34 @@ def test_worker_hosts_ranks_that_disagree_on_the_resume_step_fail_clearly(single
         assert p.returncode == 1, out + err
         assert f"the step training starts from differs between ranks: {3 if rank == 0 else 0} on rank {rank}" in err
         assert "mean 1.5 over 2 replicas" in err and "same checkpoint directory" in err
+
+
+BN = ["--extra_modules=tests/ordered_dataset.py,tests/bn_test_model.py", "--model=bn_test_net", "--lr=0.05"]
+
+
+def _bn_stats(directory: str) -> dict:
+    values = checkpoint_values(directory)
+    stats = {k: v for k, v in values.items() if "moving" in k}
+    assert len(stats) == 2, sorted(values)
+    return stats
+
+
+def test_sync_bn_two_workers_match_one_device_statistics(tmp_path):
+    """--sync_bn: two workers with half the batch each keep the statistics of one device on the whole batch."""
+    common = [c for c in COMMON if not c.startswith(("--extra_modules", "--lr=", "--dropout"))] + BN
+    single = str(tmp_path / "single")
+    run_main(*common, "--rank_size=1", f"--batch_size={2 * PER_REPLICA}", f"--log_dir={single}")
+    synced = str(tmp_path / "synced")
+    proc = run_main(*common, "--rank_size=2", "--sync_bn", f"--batch_size={PER_REPLICA}", f"--log_dir={synced}")
+    assert "--sync_bn: 1 batch-norm layers compute statistics over the global batch" in proc.stdout
+    want = _bn_stats(single)
+    for key, value in _bn_stats(os.path.join(synced, "0")).items():
+        np.testing.assert_allclose(value, want[key], atol=1e-5, rtol=1e-4, err_msg=key)
+    assert_close_all = checkpoint_values(os.path.join(synced, "0"))
+    for key, value in checkpoint_values(single).items():
+        np.testing.assert_allclose(assert_close_all[key], value, atol=ATOL, rtol=RTOL, err_msg=key)
+    # Without --sync_bn each worker's statistics come from its own half batch: they differ.
+    plain = str(tmp_path / "plain")
+    run_main(*common, "--rank_size=2", f"--batch_size={PER_REPLICA}", f"--log_dir={plain}")
+    differs = [np.abs(v - want[k]).max() for k, v in _bn_stats(os.path.join(plain, "0")).items()]
+    assert max(differs) > 1e-3, differs
