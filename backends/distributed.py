@@ -25,7 +25,7 @@ from backends import launcher
 from backends.base import Backend
 from backends.cluster import Cluster, local_clusters, resolve_cluster
 
-__all__ = ["DistributedBackend", "split_cpus"]
+__all__ = ["DistributedBackend", "bit_chunks", "chunks_agree", "split_cpus"]
 
 flags.DEFINE_bool("multi_worker", None, "Train --rank_size replicas as that many local worker processes "
                   "under MultiWorkerMirroredStrategy (default: on for cpu, off for gpu, which mirrors the "
@@ -250,15 +250,12 @@ class DistributedBackend(Backend):
         """
         if self.world_size == 1:
             return
-        bits = int(np.float64(value).view(np.uint64))
-        chunks = [(bits >> shift) & 0xFFFF for shift in (0, 16, 32, 48)]
+        chunks = bit_chunks(value)
         sums = self._sum_over_replicas([float(c) for c in chunks] + [float(c * c) for c in chunks] + [1.0])
-        count = int(sums[-1])
-        totals, squares = [int(x) for x in sums[:4]], [int(x) for x in sums[4:8]]
-        if any(count * sq != t * t for t, sq in zip(totals, squares)):
+        if not chunks_agree(sums):
             raise ValueError(
-                f"{what} differs between ranks: {float(value)!r} on rank {self.rank}, not on all {count} replicas. "
-                f"{hint}".rstrip()
+                f"{what} differs between ranks: {float(value)!r} on rank {self.rank}, not on all {int(sums[-1])} "
+                f"replicas. {hint}".rstrip()
             )
 
     def finish(self) -> None:
@@ -276,3 +273,20 @@ class DistributedBackend(Backend):
         if self.xla:
             text += " xla=on"
         return text
+
+
+def bit_chunks(value: float) -> List[int]:
+    """The float64 bit pattern of ``value`` as four 16-bit integers (low to high)."""
+    bits = int(np.float64(value).view(np.uint64))
+    return [(bits >> shift) & 0xFFFF for shift in (0, 16, 32, 48)]
+
+
+def chunks_agree(sums: Sequence[float]) -> bool:
+    """Whether all replicas held the same chunks, given the sums ``[sum c_k (4), sum c_k**2 (4), count]``.
+
+    The sums of 16-bit integers and their squares over fewer than 2**20 replicas are exact in
+    float64; the values agree exactly when ``count * sum(c**2) == sum(c)**2`` for every chunk.
+    """
+    count = int(sums[-1])
+    totals, squares = [int(x) for x in sums[:4]], [int(x) for x in sums[4:8]]
+    return all(count * sq == t * t for t, sq in zip(totals, squares))

@@ -84,4 +84,4 @@ class FileDataset(ImageDataset):
 
     def normalize(self, images: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
         """Normalises uint8 images from ``input_fn(..., normalize=False)`` with the recipe's mean/std."""
-        return preprocessing.normalize(images, self.preprocess_config.mean, self.preprocess_config.std, dtype)
+        return preprocessing.normalize_for(images, self.preprocess_config, dtype)

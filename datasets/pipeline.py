@@ -169,8 +169,7 @@ def batches(
         ds = records.map(eval_map, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
     if normalize:
-        mean, std = config.mean, config.std
-        ds = ds.map(lambda images, labels: (preprocessing.normalize(images, mean, std), labels),
+        ds = ds.map(lambda images, labels: (preprocessing.normalize_for(images, config), labels),
                     num_parallel_calls=AUTOTUNE)
     return apply_options(ds.prefetch(AUTOTUNE), options)
 

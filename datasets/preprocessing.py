@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from zoo.recipe import ModelRecipe
+from zoo.recipe import CHANNEL_ORDERS, INTERPOLATIONS, ModelRecipe
 
 __all__ = [
     "EVAL_RESIZE_MODES",
@@ -32,6 +32,7 @@ __all__ = [
     "decode_crop",
     "eval_image",
     "normalize",
+    "normalize_for",
     "train_image",
 ]
 
@@ -56,6 +57,9 @@ class PreprocessConfig:
         random_flip: flip training images horizontally with probability 1/2.
         dct_scaling: decode JPEGs at a reduced DCT scale when the crop allows it.
         antialias: antialiased resize (closer to PIL, slower).
+        interpolation: resize filter, ``bilinear`` or ``bicubic`` (the model recipe's).
+        channel_order: ``rgb``, or ``bgr`` for caffe-style models (channels reversed before normalising).
+        value_scale: the pixel scale ``mean``/``std`` refer to: 1.0 (0..1) or 255.0 (0..255).
     """
 
     image_size: int = 224
@@ -70,8 +74,15 @@ class PreprocessConfig:
     random_flip: bool = True
     dct_scaling: bool = True
     antialias: bool = False
+    interpolation: str = "bilinear"
+    channel_order: str = "rgb"
+    value_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if self.eval_mode not in EVAL_RESIZE_MODES:
             raise ValueError(f"eval_mode must be one of {EVAL_RESIZE_MODES}, got {self.eval_mode!r}")
         if self.eval_resize < self.image_size:
@@ -90,7 +101,8 @@ class PreprocessConfig:
         Overrides whose value is None are ignored, so optional flags can be passed through.
         """
         config = cls(image_size=recipe.input_size, eval_resize=recipe.eval_resize,
-                     mean=tuple(recipe.mean), std=tuple(recipe.std))
+                     mean=tuple(recipe.mean), std=tuple(recipe.std), interpolation=recipe.interpolation,
+                     channel_order=recipe.channel_order, value_scale=recipe.value_scale)
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -158,9 +170,9 @@ def decode_crop(encoded, window, out_size: int, dct_scaling: bool = True) -> tf.
     )
 
 
-def _resize(image: tf.Tensor, size: int, antialias: bool) -> tf.Tensor:
-    """Bilinear resize to size x size, rounded back to uint8 (as PIL does)."""
-    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=antialias)
+def _resize(image: tf.Tensor, size: int, antialias: bool, method: str = "bilinear") -> tf.Tensor:
+    """Resize to size x size (``bilinear`` or ``bicubic``), rounded back to uint8 (as PIL does)."""
+    resized = tf.image.resize(image, [size, size], method=method, antialias=antialias)
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
     resized.set_shape([size, size, 3])
     return resized
@@ -194,7 +206,7 @@ def train_image(encoded, seed, config: PreprocessConfig, bboxes: Optional[tf.Ten
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
     crop = decode_crop(encoded, window, config.image_size, config.dct_scaling)
-    image = _resize(crop, config.image_size, config.antialias)
+    image = _resize(crop, config.image_size, config.antialias, config.interpolation)
     if config.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return image
@@ -226,15 +238,31 @@ def eval_image(encoded, config: PreprocessConfig) -> tf.Tensor:
     """Central crop (after the recipe's resize) of one encoded image, uint8 [size, size, 3]."""
     window = eval_window(_image_shape(encoded), config)
     crop = decode_crop(encoded, window, config.image_size, config.dct_scaling)
-    return _resize(crop, config.image_size, config.antialias)
+    return _resize(crop, config.image_size, config.antialias, config.interpolation)
 
 
 def normalize(images: tf.Tensor, mean: Sequence[float], std: Sequence[float],
-              dtype: tf.DType = tf.float32) -> tf.Tensor:
-    """uint8 images (any leading shape, channels last) -> ``(x / 255 - mean) / std``.
+              dtype: tf.DType = tf.float32, *, value_scale: float = 1.0, bgr: bool = False) -> tf.Tensor:
+    """uint8 RGB images (any leading shape, channels last) -> ``(x * value_scale / 255 - mean) / std``.
 
-    One multiply-add per value: the division and subtraction are folded into constants.
+    One multiply-add per value: the divisions and subtraction are folded into constants.
+
+    Args:
+        images: uint8 (or float 0..255) RGB images.
+        mean, std: per channel, in the output's channel order, on the ``value_scale`` scale.
+        dtype: output dtype.
+        value_scale: 1.0 for statistics on a 0..1 scale (torchvision), 255.0 for 0..255 (caffe).
+        bgr: reverse the channels first (caffe-style models).
     """
-    scale = tf.constant([1.0 / (255.0 * s) for s in std], tf.float32)
+    scale = tf.constant([value_scale / (255.0 * s) for s in std], tf.float32)
     offset = tf.constant([-m / s for m, s in zip(mean, std)], tf.float32)
-    return tf.cast(tf.cast(images, tf.float32) * scale + offset, dtype)
+    x = tf.cast(images, tf.float32)
+    if bgr:
+        x = tf.reverse(x, axis=[-1])
+    return tf.cast(x * scale + offset, dtype)
+
+
+def normalize_for(images: tf.Tensor, config: PreprocessConfig, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """:func:`normalize` with a configuration's statistics, scale and channel order (the model recipe's)."""
+    return normalize(images, config.mean, config.std, dtype, value_scale=config.value_scale,
+                     bgr=config.channel_order == "bgr")

@@ -81,8 +81,9 @@ def test_unknown_initialiser():
 def test_optional_arguments_set_to_none_take_the_builder_s_default():
     model = zoo.create_model("alexnet", image_size=63, num_classes=10, initializer=None, dropout=None)
     assert model.get_layer("drop6").rate == 0.5
-    with pytest.raises(TypeError, match="does not accept initializer"):
+    with pytest.raises(TypeError, match="does not accept initializer"):  # a value the builder has no use for
         zoo.create_model("resnet18", image_size=64, initializer="xavier")
+    zoo.create_model("resnet18", image_size=64, num_classes=10, initializer=None)  # None: dropped
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 6, 7, 13])

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
+from atomic import publish_directory
 from backends.base import Backend
 from datasets import preprocessing
 from training.log import TrainLog
@@ -66,7 +66,7 @@ class ServingModule(tf.Module):
         size = config.image_size
         images = tf.map_fn(lambda encoded: preprocessing.eval_image(encoded, config), image_bytes,
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
-        return self._outputs(preprocessing.normalize(images, config.mean, config.std))
+        return self._outputs(preprocessing.normalize_for(images, config))
 
     def _serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._outputs(images)
@@ -76,7 +76,8 @@ def _serving_config(inference: InferenceModel, model_name: str) -> Dict[str, Any
     c = inference.config
     return dict(model=model_name, checkpoint=os.path.abspath(inference.checkpoint), num_classes=inference.num_classes,
                 image_size=c.image_size, eval_resize=c.eval_resize, eval_mode=c.eval_mode, mean=list(c.mean),
-                std=list(c.std), signatures={BYTES_SIGNATURE: "image_bytes: string [N] (encoded image files)",
+                std=list(c.std), interpolation=c.interpolation, channel_order=c.channel_order,
+                value_scale=c.value_scale, signatures={BYTES_SIGNATURE: "image_bytes: string [N] (encoded image files)",
                                              IMAGES_SIGNATURE: "images: float32 [N, size, size, 3], normalised"})
 
 
@@ -91,10 +92,7 @@ def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name:
     if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
         raise FileExistsError(f"--export_dir={export_dir} already exists; pass a new directory (nothing was "
                               "overwritten).")
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
-    try:
+    with publish_directory(export_dir) as tmp:
         module = ServingModule(inference, top_k=top_k)
         tf.saved_model.save(module, tmp, signatures={BYTES_SIGNATURE: module.serve_bytes,
                                                      IMAGES_SIGNATURE: module.serve_images})
@@ -102,12 +100,6 @@ def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name:
             json.dump(_serving_config(inference, model_name), f, indent=2)
         if inference.label_map_path:
             shutil.copyfile(inference.label_map_path, os.path.join(tmp, LABEL_MAP_NAME))
-        if os.path.isdir(export_dir):
-            os.rmdir(export_dir)  # empty (checked above)
-        os.rename(tmp, export_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return export_dir
 
 

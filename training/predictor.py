@@ -158,7 +158,7 @@ def preprocess_files(paths: Sequence[str], config: preprocessing.PreprocessConfi
             images.append(preprocessing.eval_image(encoded, config))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
             raise ValueError(f"--image: {path}: cannot decode it as an image ({e.message.splitlines()[0]}).") from None
-    return preprocessing.normalize(tf.stack(images), config.mean, config.std)
+    return preprocessing.normalize_for(tf.stack(images), config)
 
 
 def _top(probabilities: np.ndarray, names: Sequence[str], k: int) -> Tuple[Tuple[int, float, str], ...]:
