@@ -1,18 +1,19 @@
-"""Training-step throughput of AlexNet: ours (the real training path) next to PyTorch's CPU build.
+"""Training-step throughput of any zoo model: ours (the real training path) next to PyTorch's CPU build.
 
 Prints one JSON line per implementation (images per second of one training step, batch, precision,
 threads, steps timed, warm-up steps excluded, machine), measured in one run:
 
-    .venv/bin/python bench/train_step.py                    # fp32, batch 64, 224x224
-    .venv/bin/python bench/train_step.py --precision=bf16   # mixed bfloat16 on both sides
+    .venv/bin/python bench/train_step.py                                   # alexnet, fp32, batch 64, 224x224
+    .venv/bin/python bench/train_step.py --precision=bf16                  # mixed bfloat16 on both sides
+    .venv/bin/python bench/train_step.py --model=resnet50 --precision=bf16
 
-Ours is measured exactly as users run it: ``main.py --model=alexnet --backend=cpu --synthetic``
+Ours is measured exactly as users run it: ``main.py --model=NAME --backend=cpu --synthetic``
 (``training.runner`` -> ``training.trainer.Trainer``: several steps per ``tf.function`` call, the
-shared loss with label smoothing and L2 weight decay, Nesterov momentum SGD). Its figure is the
+shared loss with label smoothing and weight decay, Nesterov momentum SGD). Its figure is the
 trainer's own FPS (``metrics.jsonl``), averaged over the timed log intervals; the first
-``--warmup_steps`` (tracing, first-touch allocation) are excluded. The peer is the same network,
-loss and optimiser written in PyTorch (eager, the CPU build), timed over the same steps after the
-same warm-up.
+``--warmup_steps`` (tracing, first-touch allocation) are excluded. The peer is torchvision's same
+network with the same loss and optimiser in PyTorch (eager, the CPU build), timed over the same steps
+after the same warm-up.
 
 Implementations run in separate processes, one after another, alternating for ``--rounds`` rounds
 so that load from other users of the machine affects both; each line reports the median round and
@@ -91,11 +92,13 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
     steps = -(-args.steps // per_call) * per_call
     with tempfile.TemporaryDirectory(prefix="bench_train_step_") as log_dir:
         cmd = [
-            sys.executable, os.path.join(ROOT, "main.py"), "--model=alexnet", "--backend=cpu", "--synthetic",
+            sys.executable, os.path.join(ROOT, "main.py"), f"--model={args.model}", "--backend=cpu", "--synthetic",
             f"--batch_size={args.batch}", f"--image_size={args.image_size}", f"--precision={args.precision}",
             f"--max_train_steps={warmup + steps}", f"--iterations_per_loop={per_call}",
             f"--save_summary_steps={per_call}", "--nodo_checkpoint", f"--log_dir={log_dir}", "--seed=0",
-            f"--intra_op_threads={args.threads}",
+            f"--intra_op_threads={args.threads}", f"--lr={LR}", f"--momentum={MOMENTUM}", "--use_nesterov",
+            f"--label_smoothing={LABEL_SMOOTHING}", f"--weight_decay={WEIGHT_DECAY}", "--optimizer=momentum",
+            "--num_classes=1000",
         ]
         began = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
@@ -117,31 +120,42 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
-    """The same network, loss and optimiser in PyTorch eager mode, timed after a warm-up."""
+    """torchvision's network with the same loss and optimiser in PyTorch eager mode, timed after a warm-up."""
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from torch_alexnet import torchvision_alexnet  # bench/ is on sys.path when run as a script
+
+    sys.path.insert(0, ROOT)
+    import zoo
+    from tools.torchvision_models import import_models
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = torchvision_alexnet(1000)
+    source = zoo.get_torchvision_source(args.model)
+    if source is None:
+        raise SystemExit(f"--model={args.model} has no torchvision reference to compare with.")
+    kwargs = dict(source.kwargs)
+    if source.size_kwarg:
+        kwargs[source.size_kwarg] = args.image_size
+    model = import_models().get_model(source.builder, weights=None, num_classes=1000, **kwargs)
     memory_format = torch.channels_last if args.torch_channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format).train()
     params = list(model.parameters())
-    # Weight decay lives in the loss, as in training/losses.py, not in the optimiser.
-    optimizer = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, nesterov=True)
+    aux_weights = zoo.get_recipe(args.model).aux_loss_weights
+    # Weight decay as the gradient term, as the trainer applies it (every parameter, as the recipe does).
+    optimizer = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY)
     images = torch.randn(args.batch, 3, args.image_size, args.image_size).contiguous(memory_format=memory_format)
     labels = torch.randint(0, 1000, (args.batch,))
 
     def step() -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=LABEL_SMOOTHING)
-        penalty = WEIGHT_DECAY * 0.5 * sum(p.pow(2).sum() for p in params)
-        total = loss + penalty
+            outputs = model(images)
+        heads = list(outputs) if isinstance(outputs, tuple) else [outputs]
+        loss = F.cross_entropy(heads[0].float(), labels, label_smoothing=LABEL_SMOOTHING)
+        for weight, aux in zip(aux_weights, heads[1:]):
+            loss = loss + weight * F.cross_entropy(aux.float(), labels, label_smoothing=LABEL_SMOOTHING)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        loss.backward()
         optimizer.step()
         return loss
 
@@ -163,7 +177,8 @@ def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _worker_argv(args: argparse.Namespace, impl: str) -> List[str]:
     return [
-        sys.executable, os.path.abspath(__file__), f"--worker={impl}", f"--precision={args.precision}",
+        sys.executable, os.path.abspath(__file__), f"--worker={impl}", f"--model={args.model}",
+        f"--precision={args.precision}",
         f"--batch={args.batch}", f"--image_size={args.image_size}", f"--steps={args.steps}",
         f"--warmup_steps={args.warmup_steps}", f"--steps_per_call={args.steps_per_call}",
         f"--threads={args.threads}",
@@ -190,7 +205,7 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
     line = {
         "name": "ours (main.py -> Trainer, cpu backend)" if impl == "ours" else f"pytorch {machine.get('torch')} eager",
         "implementation": impl,
-        "model": "alexnet",
+        "model": args.model,
         "images_per_second": round(statistics.median(rates), 2),
         "unit": "img/s",
         "per_round": [round(x, 2) for x in rates],
@@ -214,6 +229,8 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="alexnet", help="Zoo model (python main.py --list); the peer is "
+                   "torchvision's network of the same name.")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 (mixed) on both sides.")
     p.add_argument("--batch", type=int, default=64, help="Images per training step.")
     p.add_argument("--image_size", type=int, default=224, help="Square input size.")

@@ -1,16 +1,11 @@
-"""torchvision's own models as the reference for every zoo architecture.
+"""torchvision's own models as the reference for every zoo architecture (random weights, eval mode).
 
-PyPI's torchvision wheel is a CUDA build: its compiled operators cannot load beside the project's CPU
-build of torch, and ``import torchvision`` fails in ``torchvision._meta_registrations`` ("operator
-torchvision::nms does not exist"). The model definitions themselves are pure Python and need none of
-those operators, so that one module is replaced by an empty stand-in before the import. This is the
-only place that does it.
+torchvision is imported through ``tools/torchvision_models.py``, which explains why its compiled-operator
+registrations are replaced by a stand-in beside the CPU build of torch.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -18,17 +13,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tools.torchvision_models import import_models  # noqa: E402
+
 
 def import_torchvision():
-    """``torchvision.models``, imported with the stand-in for its compiled-operator registrations."""
-    name = "torchvision._meta_registrations"
-    if "torchvision" not in sys.modules:
-        sys.modules.setdefault(name, types.ModuleType(name))
+    """``torchvision.models``; skips the test where torchvision is not installed."""
     try:
-        import torchvision.models as models
+        return import_models()
     except ImportError as e:  # pragma: no cover - depends on the environment
-        pytest.skip(f"torchvision is not importable: {e}")
-    return models
+        pytest.skip(str(e))
 
 
 def reference_model(source, *, num_classes: int, image_size: Optional[int] = None, seed: int = 0):
