@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-keras2 lint bench clean
+.PHONY: setup demo test test-slow test-keras2 lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ test: setup
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
 	$(PY) -m pytest -q tests
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
+
+# The tests marked slow (deselected by default): the biggest parity checks and end-to-end zoo runs.
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests
 
 # Only the Keras 2 pass.
 test-keras2: setup
