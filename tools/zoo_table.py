@@ -1,0 +1,47 @@
+"""Prints the README's zoo table (markdown) from the model registry: one place for each model's facts.
+
+    python tools/zoo_table.py
+
+The README carries the output between the markers ``<!-- zoo-table -->`` and ``<!-- /zoo-table -->``;
+``tests/test_docs.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["zoo_table"]
+
+
+def zoo_table() -> str:
+    """The markdown table of every registered model, sorted by name."""
+    import zoo
+    from registry import MODELS
+
+    lines: List[str] = [
+        "| model | parameters | input / eval resize | reference top-1 / top-5 | flag file | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    for name in zoo.list_models():
+        meta, recipe = MODELS.metadata(name), zoo.get_recipe(name)
+        params = f"{meta['params']:,}" if meta.get("params") else "?"
+        resize = f"{recipe.input_size} / {recipe.eval_resize}" + (" bicubic" if recipe.interpolation == "bicubic"
+                                                                  else "")
+        accuracy = (f"{recipe.reference_top1:.3f} / {recipe.reference_top5:.3f}"
+                    if recipe.reference_top1 and recipe.reference_top5 else "-")
+        flagfiles = sorted(f for f in os.listdir(configs) if f.startswith(name + "_") and f.endswith(".flags"))
+        flagfile = ", ".join(f"`configs/{f}`" for f in flagfiles) or "-"
+        lines.append(f"| `{name}` | {params} | {resize} | {accuracy} | {flagfile} | {meta.get('description', '')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(zoo_table())
