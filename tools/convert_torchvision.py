@@ -26,6 +26,7 @@ code; PyTorch is needed only by this tool, not by training. The output is ``<out
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -39,6 +40,9 @@ import numpy as np  # noqa: E402
 __all__ = ["ConversionError", "assign_torch_weights", "convert", "load_state_dict", "torch_layer_weights"]
 
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
+# torchvision's DenseNet files keep the old module names "denselayerN.norm.1" / "conv.2" (now "norm1", "conv2");
+# torchvision renames them when it loads them, and so does load_state_dict.
+_LEGACY_DENSENET_KEY = re.compile(r"(denselayer\d+\.(?:norm|conv))\.([12])\.")
 
 
 class ConversionError(ValueError):
@@ -77,6 +81,7 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
         if not hasattr(tensor, "detach"):
             continue  # e.g. a stored epoch number next to the weights
         name = name[len("module."):] if name.startswith("module.") else name
+        name = _LEGACY_DENSENET_KEY.sub(r"\1\2.", name)
         result[name] = tensor.detach().cpu().float().numpy()
     return result
 
@@ -112,9 +117,12 @@ def _conv(layer, t, prefix, used) -> Dict[str, np.ndarray]:
 
 def _depthwise(layer, t, prefix, used) -> Dict[str, np.ndarray]:
     w = _take(t, "weight", prefix, used)
-    channels = layer.depthwise_kernel.shape[2]
+    # Keras 2 names the variable "depthwise_kernel", Keras 3 "kernel" (attribute and variable alike).
+    kernel = getattr(layer, "depthwise_kernel", None)
+    kernel = layer.kernel if kernel is None else kernel
     kh, kw = w.shape[2], w.shape[3]
-    out = {"depthwise_kernel": w.reshape(channels, -1, kh, kw).transpose(2, 3, 0, 1)}
+    value = w.reshape(kernel.shape[2], -1, kh, kw).transpose(2, 3, 0, 1)
+    out = {"depthwise_kernel": value, "kernel": value}
     if getattr(layer, "use_bias", False):
         out["bias"] = _take(t, "bias", prefix, used)
     return out
