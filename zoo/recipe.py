@@ -35,6 +35,8 @@ class ModelRecipe:
     Attributes:
         input_size: training and evaluation crop size in pixels (square).
         min_input_size: smallest input the network accepts; enforced when the model is built.
+        size_multiple: input sizes must be multiples of this (ViT's patch size: torchvision's network
+            refuses other sizes); enforced when the model is built.
         eval_resize: resize before the central crop at evaluation.
         interpolation: resize filter of the reference preprocessing, ``bilinear`` or ``bicubic``.
         mean: per-channel mean in ``channel_order``, on the scale ``value_scale`` (0..1 by default).
@@ -57,6 +59,7 @@ class ModelRecipe:
 
     input_size: int = 224
     min_input_size: int = 32
+    size_multiple: int = 1
     eval_resize: int = 256
     interpolation: str = "bilinear"
     mean: Tuple[float, float, float] = IMAGENET_MEAN
@@ -87,11 +90,17 @@ class ModelRecipe:
         return replace(self, input_size=image_size, eval_resize=max(resize, image_size))
 
     def check_input_size(self, image_size: int, model: str = "this model") -> None:
-        """Raises ValueError if ``image_size`` is below ``min_input_size``, naming the flag."""
+        """Raises ValueError if ``image_size`` is below ``min_input_size`` or not a multiple of
+        ``size_multiple``, naming the flag."""
         if image_size < self.min_input_size:
             raise ValueError(
                 f"{model} needs inputs of at least {self.min_input_size}x{self.min_input_size} pixels, "
                 f"got --image_size={image_size}; raise --image_size."
+            )
+        if image_size % self.size_multiple:
+            raise ValueError(
+                f"{model} needs an input size that is a multiple of {self.size_multiple}, "
+                f"got --image_size={image_size}; use --image_size={image_size - image_size % self.size_multiple}."
             )
 
     def as_dict(self) -> Dict[str, Any]:
