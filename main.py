@@ -90,6 +90,8 @@ flags.DEFINE_string("initializer", None, "Weight initialisation of models that o
 flags.DEFINE_alias("version", "initializer")  # the Ascend recipe's name for it
 flags.DEFINE_float("dropout", None, "Dropout rate of the model (default: the model's own; 0 switches dropout "
                    "off, e.g. to compare runs step by step).", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_float("stochastic_depth_rate", None, "Stochastic depth rate of models that have it (efficientnet, "
+                   "convnext; default: the model's own).", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_bool("do_checkpoint", True, "Save checkpoints (--nodo_checkpoint to switch off).")
 flags.DEFINE_bool("sync_bn", False, "Synchronised batch norm: batch statistics over the global batch of all "
                   "replicas and workers instead of each replica's own (tf.distribute backends).")

@@ -123,6 +123,10 @@ def test_unknown_model_names_the_closest():
     ("--lr_decay_boundaries=60,30", "--lr_decay_boundaries must be increasing"),
     ("--version=orthogonal", "--initializer=orthogonal: must be one of he_uniform, torchvision, xavier"),
     ("--model=resnet18 --initializer=xavier", "--initializer=xavier: model resnet18 has no initialiser choice"),
+    ("--model=resnet18 --stochastic_depth_rate=0.1 --image_size=32",
+     "error: model 'resnet18' does not accept stochastic_depth_rate; it accepts"),
+    ("--model=vit_b_16 --image_size=40", "error: vit_b_16 needs an input size that is a multiple of 16, got "
+     "--image_size=40; use --image_size=32."),
 ])
 def test_bad_flag_values_name_the_flag(flag, message):
     out = run_main(*flag.split(), "--backend=cpu", "--synthetic", check=False)

@@ -92,7 +92,8 @@ def rank_dirs(log_dir: Optional[str], checkpoint_dir: Optional[str], backend: Ba
 
 def model_kwargs(flags: Any) -> dict:
     """Optional builder arguments from flags; None (the model's own default) is dropped by ``zoo.create_model``."""
-    return {"initializer": getattr(flags, "initializer", None), "dropout": getattr(flags, "dropout", None)}
+    return {"initializer": getattr(flags, "initializer", None), "dropout": getattr(flags, "dropout", None),
+            "stochastic_depth_rate": getattr(flags, "stochastic_depth_rate", None)}
 
 
 def decay_rule(flags: Any, recipe: ModelRecipe) -> DecayRule:

@@ -26,6 +26,7 @@ from zoo import vit as _vit  # noqa: F401
 from zoo.recipe import ModelRecipe, TorchvisionSource
 
 __all__ = [
+    "ModelArgumentError",
     "ModelRecipe",
     "TorchvisionSource",
     "builder_arguments",
@@ -35,6 +36,10 @@ __all__ = [
     "inference_model",
     "list_models",
 ]
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """A builder argument the model does not accept (a TypeError, and a ValueError for ``main.py``'s one-line errors)."""
 
 
 def list_models(include=None, exclude=None) -> List[str]:
@@ -74,7 +79,8 @@ def create_model(name: str, *, recipe: Optional[ModelRecipe] = None, **kwargs: A
         **kwargs: builder arguments.
 
     Raises:
-        TypeError: an argument the builder does not accept; the message lists the accepted ones.
+        ModelArgumentError: an argument the builder does not accept (a TypeError); the message lists the
+            accepted ones.
         ValueError: an input size below the recipe's minimum.
     """
     builder = MODELS.get(name)
@@ -89,7 +95,7 @@ def create_model(name: str, *, recipe: Optional[ModelRecipe] = None, **kwargs: A
         kwargs.setdefault("image_size", recipe.input_size)
     unknown = sorted(set(kwargs) - accepted)
     if unknown and not has_var_kw:
-        raise TypeError(
+        raise ModelArgumentError(
             f"model {name!r} does not accept {', '.join(unknown)}; it accepts {', '.join(sorted(accepted))}."
         )
     if "image_size" in kwargs:
