@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List
+from typing import Dict, List
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,6 +18,20 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = ["zoo_table"]
+
+
+def _flag_files() -> Dict[str, List[str]]:
+    """model -> the recipe flag files in configs/ that set ``--model`` to it (the demo's excluded)."""
+    configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    found: Dict[str, List[str]] = {}
+    for name in sorted(os.listdir(configs)):
+        if not name.endswith(".flags") or name.startswith("demo"):
+            continue
+        with open(os.path.join(configs, name), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("--model="):
+                    found.setdefault(line.split("=", 1)[1].strip(), []).append(name)
+    return found
 
 
 def zoo_table() -> str:
@@ -29,7 +43,7 @@ def zoo_table() -> str:
         "| model | parameters | input / eval resize | reference top-1 / top-5 | flag file | notes |",
         "|---|---|---|---|---|---|",
     ]
-    configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    by_model = _flag_files()
     for name in zoo.list_models():
         meta, recipe = MODELS.metadata(name), zoo.get_recipe(name)
         params = f"{meta['params']:,}" if meta.get("params") else "?"
@@ -37,8 +51,7 @@ def zoo_table() -> str:
                                                                   else "")
         accuracy = (f"{recipe.reference_top1:.3f} / {recipe.reference_top5:.3f}"
                     if recipe.reference_top1 and recipe.reference_top5 else "-")
-        flagfiles = sorted(f for f in os.listdir(configs) if f.startswith(name + "_") and f.endswith(".flags"))
-        flagfile = ", ".join(f"`configs/{f}`" for f in flagfiles) or "-"
+        flagfile = ", ".join(f"`configs/{f}`" for f in by_model.get(name, [])) or "-"
         lines.append(f"| `{name}` | {params} | {resize} | {accuracy} | {flagfile} | {meta.get('description', '')} |")
     return "\n".join(lines)
 

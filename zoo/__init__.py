@@ -39,7 +39,7 @@ __all__ = [
 
 
 class ModelArgumentError(TypeError, ValueError):
-    """A builder argument the model does not accept (a TypeError, and a ValueError for ``main.py``'s one-line errors)."""
+    """A builder argument the model does not accept: a TypeError, and a ValueError for main.py's one-line errors."""
 
 
 def list_models(include=None, exclude=None) -> List[str]:
