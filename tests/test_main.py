@@ -165,3 +165,11 @@ def test_recipe_supplies_defaults_of_flags_not_set(tmp_path):
     assert "--lr=" not in recipe_line  # set on the command line: the user's value wins
     assert "--label_smoothing=0.0" in recipe_line
     assert [p["lr"] for p in log_lines(out.stdout)] == [0.05, 0.05]
+
+
+def test_recipe_lr_is_scaled_to_the_global_batch_unless_set(tmp_path):
+    out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
+                   "--batch_size=8", "--max_train_steps=1", "--save_summary_steps=1", f"--log_dir={tmp_path}")
+    assert ("--lr=0.003125: the resnet18 recipe's 0.1 for a global batch of 256, scaled linearly to this run's 8"
+            in out.stdout)
+    assert [p["lr"] for p in log_lines(out.stdout)] == [pytest.approx(0.003125, abs=1e-5)]  # 5 decimals printed

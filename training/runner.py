@@ -34,7 +34,7 @@ from training.weight_decay import describe as describe_decay
 from zoo.recipe import ModelRecipe
 
 __all__ = ["dataset_name", "decay_rule", "default_log_dir", "make_backend", "make_dataset", "model_kwargs", "rank_dirs",
-           "restore_exclude", "run", "train"]
+           "restore_exclude", "run", "scaled_lr", "train"]
 
 
 def dataset_name(flags: Any) -> str:
@@ -107,6 +107,24 @@ def decay_rule(flags: Any, recipe: ModelRecipe) -> DecayRule:
     )
 
 
+def scaled_lr(flags: Any, recipe: ModelRecipe, global_batch: int, log: Optional[TrainLog] = None) -> float:
+    """``--lr``; when it comes from the recipe, scaled linearly from the recipe's global batch to this run's.
+
+    A recipe's rate belongs to its global batch (torchvision's ResNet recipe: 0.1 for 8 x 32 images). A
+    run that keeps the recipe's rate but not its batch would train with a rate many times too large or
+    small, so the rate is scaled, as the Ascend recipe scaled its own (0.06 for 1024, 0.015 for 256).
+    A ``--lr`` given on the command line or in a flag file is used as it is.
+    """
+    reference = recipe.lr_reference_batch
+    if not reference or "lr" not in recipe_values_in_use(flags, recipe.hparams) or global_batch == reference:
+        return flags.lr
+    lr = flags.lr * global_batch / reference
+    if log is not None:
+        log.info(f"--lr={lr:.6g}: the {flags.model} recipe's {flags.lr:g} for a global batch of {reference}, scaled "
+                 f"linearly to this run's {global_batch} (set --lr to choose it yourself)")
+    return lr
+
+
 def restore_exclude(flags: Any, recipe: ModelRecipe) -> Sequence[str]:
     """``--restore_exclude``, by default the model's classifier layers."""
     value = getattr(flags, "restore_exclude", None)
@@ -152,8 +170,9 @@ def train(flags: Any, backend: Backend, *,
         log.info(f"From the {flags.model} recipe (flags not set): "
                  + " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(from_recipe.items())))
 
+    lr = scaled_lr(flags, recipe, global_batch, log)
     schedule = WarmupDecaySchedule(
-        flags.lr, steps_per_epoch, warmup_epochs=flags.warmup_epochs, max_epochs=flags.max_epochs,
+        lr, steps_per_epoch, warmup_epochs=flags.warmup_epochs, max_epochs=flags.max_epochs,
         kind=flags.lr_schedule, boundaries=[float(b) for b in flags.lr_decay_boundaries or ()],
         decay_factor=flags.lr_decay_factor, decay_epochs=flags.lr_decay_epochs,
     )

@@ -43,7 +43,7 @@ _RECIPE_8P = dict(
     weight_decay=1e-4, label_smoothing=0.1, optimizer="momentum", lr_schedule="cosine",
 )
 # AlexNet accepts inputs from 63x63 (adaptive 6x6 pooling, as torchvision).
-_RECIPE = dict(min_input_size=63, classifier=("logits",), hparams=_RECIPE_8P)
+_RECIPE = dict(min_input_size=63, classifier=("logits",), hparams=_RECIPE_8P, lr_reference_batch=1024)
 # Our layer names -> torchvision's module paths (features.N convolutions, classifier.N linear layers).
 _TORCHVISION = TorchvisionSource("alexnet", layer_names={
     "conv1": "features.0", "conv2": "features.3", "conv3": "features.6", "conv4": "features.8",

@@ -149,9 +149,10 @@ _HPARAMS: Dict[str, object] = dict(
 
 @MODELS.register(
     "convnext_tiny",
-    recipe=ModelRecipe(input_size=224, eval_resize=236, interpolation="bilinear", min_input_size=32,
-                       reference_top1=82.520, reference_top5=96.146, classifier=("classifier.2",),
-                       hparams=_HPARAMS),
+    recipe=ModelRecipe(
+        lr_reference_batch=1024, input_size=224, eval_resize=236, interpolation="bilinear", min_input_size=32,
+        reference_top1=82.520, reference_top5=96.146, classifier=("classifier.2",),
+        hparams=_HPARAMS),
     torchvision=TorchvisionSource("convnext_tiny"),
     params=28_589_128,
     description="ConvNeXt-T (96-192-384-768 channels, 3-3-9-3 blocks, layer scale 1e-6), torchvision's layout.",

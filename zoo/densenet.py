@@ -86,8 +86,9 @@ def _build(*, growth_rate: int, block_config: Sequence[int], num_init_features: 
 
 @MODELS.register(
     "densenet121",
-    recipe=ModelRecipe(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=29,
-                       reference_top1=74.434, reference_top5=91.972, classifier=("classifier",), hparams=_RECIPE),
+    recipe=ModelRecipe(
+        lr_reference_batch=256, input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=29,
+        reference_top1=74.434, reference_top5=91.972, classifier=("classifier",), hparams=_RECIPE),
     torchvision=TorchvisionSource("densenet121"),
     params=7_978_856,
     description="DenseNet-121 (DenseNet-BC, growth rate 32, blocks 6-12-24-16), torchvision's layout.",

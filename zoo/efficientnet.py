@@ -148,9 +148,10 @@ def _build(*, width_mult: float, depth_mult: float, dropout: float, stochastic_d
 
 @MODELS.register(
     "efficientnet_b0",
-    recipe=ModelRecipe(input_size=224, eval_resize=256, interpolation="bicubic", min_input_size=1,
-                       reference_top1=77.692, reference_top5=93.532, classifier=("classifier.1",),
-                       hparams=_RECIPE),
+    recipe=ModelRecipe(
+        lr_reference_batch=768, input_size=224, eval_resize=256, interpolation="bicubic", min_input_size=1,
+        reference_top1=77.692, reference_top5=93.532, classifier=("classifier.1",),
+        hparams=_RECIPE),
     torchvision=TorchvisionSource("efficientnet_b0"),
     params=5_288_548,
     description="EfficientNet-B0 (MBConv + squeeze-excitation, SiLU, stochastic depth 0.2), torchvision's layout.",

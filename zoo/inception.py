@@ -177,6 +177,7 @@ def _aux_head(x, num_classes: int, name: str = "AuxLogits"):
 @MODELS.register(
     "inception_v3",
     recipe=ModelRecipe(
+        lr_reference_batch=1600,
         input_size=299, eval_resize=342, interpolation="bilinear", min_input_size=75,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), reference_top1=77.294, reference_top5=93.450,
         classifier=("fc", "AuxLogits.fc"), aux_loss_weights=(0.4,), hparams=_RECIPE,

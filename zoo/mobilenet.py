@@ -124,8 +124,9 @@ def _v2_block(x, out_channels: int, stride: int, expand_ratio: int, name: str):
 
 @MODELS.register(
     "mobilenet_v2",
-    recipe=ModelRecipe(reference_top1=71.878, reference_top5=90.286, classifier=("classifier.1",),
-                       hparams=_RECIPE_V2, **_COMMON),
+    recipe=ModelRecipe(
+        lr_reference_batch=256, reference_top1=71.878, reference_top5=90.286, classifier=("classifier.1",),
+        hparams=_RECIPE_V2, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v2"),
     params=3_504_872,
     description="MobileNetV2 (width 1.0): inverted residuals with linear bottlenecks, ReLU6; torchvision's layout.",
@@ -282,8 +283,9 @@ def _mobilenet_v3(rows, last_channel: int, *, num_classes: int, image_size: int,
 
 @MODELS.register(
     "mobilenet_v3_large",
-    recipe=ModelRecipe(reference_top1=74.042, reference_top5=91.340, classifier=("classifier.3",),
-                       hparams=_RECIPE_V3, **_COMMON),
+    recipe=ModelRecipe(
+        lr_reference_batch=1024, reference_top1=74.042, reference_top5=91.340, classifier=("classifier.3",),
+        hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_large"),
     params=5_483_032,
     description="MobileNetV3-Large: inverted residuals with squeeze-and-excitation, hardswish; torchvision's "
@@ -312,8 +314,9 @@ def mobilenet_v3_large(*, num_classes: int = 1000, image_size: int = 224, dropou
 
 @MODELS.register(
     "mobilenet_v3_small",
-    recipe=ModelRecipe(reference_top1=67.668, reference_top5=87.402, classifier=("classifier.3",),
-                       hparams=_RECIPE_V3, **_COMMON),
+    recipe=ModelRecipe(
+        lr_reference_batch=1024, reference_top1=67.668, reference_top5=87.402, classifier=("classifier.3",),
+        hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_small"),
     params=2_542_856,
     description="MobileNetV3-Small: inverted residuals with squeeze-and-excitation, hardswish; torchvision's "

@@ -49,6 +49,9 @@ class ModelRecipe:
         reference_top5: published top-5 accuracy (percent), if any.
         hparams: the reference recipe's training settings, flag name -> value. They become the
             defaults of the flags the user did not set (``training.recipe_flags``).
+        lr_reference_batch: the global batch (per-device batch x devices) the recipe's ``lr`` is for.
+            When ``--lr`` is not set, the rate is scaled linearly to the run's global batch (the Ascend
+            recipe's own rule: 0.06 for 1024 images, 0.015 for 256).
         classifier: fnmatch patterns of the classifier layers' names: what ``--restore_exclude``
             leaves out by default when fine-tuning on other classes.
         embedding_variables: fnmatch patterns of variable paths that are embeddings (class token,
@@ -70,6 +73,7 @@ class ModelRecipe:
     reference_top1: Optional[float] = None
     reference_top5: Optional[float] = None
     hparams: Dict[str, Any] = field(default_factory=dict)
+    lr_reference_batch: Optional[int] = None
     classifier: Tuple[str, ...] = ("logits",)
     embedding_variables: Tuple[str, ...] = ()
     aux_loss_weights: Tuple[float, ...] = ()

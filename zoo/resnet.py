@@ -49,7 +49,9 @@ _RECIPE_RESNEXT = dict(_RECIPE, max_epochs=100, lr_decay_boundaries=(30, 60, 90)
 _RECIPE_WIDE = dict(_RECIPE)
 
 # torchvision's weights meta: min_size (1, 1); transforms: bilinear resize to 256, central crop 224.
-_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1, classifier=("fc",))
+# torchvision's commands: 8 GPUs x 32 images.
+_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1, classifier=("fc",),
+               lr_reference_batch=256)
 
 
 def _basic_block(x, planes: int, stride: int, name: str, zero_init_residual: bool):

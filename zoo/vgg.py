@@ -38,7 +38,8 @@ _RECIPE = dict(_RECIPE_BN, lr=0.01)
 
 _CLASSIFIER = ("classifier.6",)
 # torchvision's weights meta: min_size (32, 32); transforms: crop 224 after a bilinear resize to 256.
-_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=32, classifier=_CLASSIFIER)
+_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=32, classifier=_CLASSIFIER,
+               lr_reference_batch=256)  # torchvision's commands: 8 GPUs x 32 images
 
 
 def _build(config: str, *, batch_normalization: bool, num_classes: int, image_size: int, dropout: float,

@@ -207,9 +207,10 @@ _HPARAMS: Dict[str, object] = dict(
 
 @MODELS.register(
     "vit_b_16",
-    recipe=ModelRecipe(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=16,
-                       size_multiple=16, reference_top1=81.072, reference_top5=95.318, classifier=("heads.head",),
-                       embedding_variables=("class_token*", "encoder.pos_embedding*"), hparams=_HPARAMS),
+    recipe=ModelRecipe(
+        lr_reference_batch=4096, input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=16,
+        size_multiple=16, reference_top1=81.072, reference_top5=95.318, classifier=("heads.head",),
+        embedding_variables=("class_token*", "encoder.pos_embedding*"), hparams=_HPARAMS),
     torchvision=TorchvisionSource("vit_b_16", size_kwarg="image_size"),
     params=86_567_656,
     description="ViT-B/16 (12 layers, width 768, 12 heads, MLP 3072), torchvision's layout; input sizes are "
