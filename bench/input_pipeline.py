@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from zoo.recipe import IMAGENET_MEAN as MEAN  # noqa: E402
+from zoo.recipe import IMAGENET_STD as STD  # noqa: E402
 
 
 def make_photos(folder: str, count: int, size=(500, 375), quality: int = 90, seed: int = 0) -> None:

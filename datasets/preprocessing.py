@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from zoo.recipe import CHANNEL_ORDERS, INTERPOLATIONS, ModelRecipe
+from zoo.recipe import CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, ModelRecipe
 
 __all__ = [
     "EVAL_RESIZE_MODES",
@@ -65,8 +65,8 @@ class PreprocessConfig:
     image_size: int = 224
     eval_resize: int = 256
     eval_mode: str = "shorter"
-    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
     area_range: Tuple[float, float] = (0.08, 1.0)
     aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     min_object_covered: float = 0.1
