@@ -1,10 +1,8 @@
 """ConvNeXt beyond the generic zoo tests: the layer scale, the stochastic-depth schedule, initialisation."""
 
-import os
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from torchvision_ref import import_torchvision
 
 import zoo
@@ -54,20 +52,3 @@ def test_initialisation_is_torchvision_s():
             np.testing.assert_allclose(np.asarray(layer.weights[0]), reference[layer.name].numpy().reshape(-1))
             checked += 1
     assert checked == 1 + 3 + 18 * 4 + 1
-
-
-def test_flag_file_runs_the_registered_recipe():
-    """configs/convnext_tiny_imagenet.flags and the registered recipe say the same (they must not drift)."""
-    import main
-
-    flags = main.FLAGS
-    try:
-        flags(["main.py", "--flagfile=" + os.path.join(ROOT, "configs", "convnext_tiny_imagenet.flags")])
-        assert flags.model == "convnext_tiny"
-        hparams = zoo.get_recipe(flags.model).hparams
-        assert hparams
-        for key, value in hparams.items():
-            assert flags[key].value == value, key
-        assert flags.rank_size == 8  # torchvision's 8 GPUs: lr is for the global batch of 8 x --batch_size
-    finally:
-        flags.unparse_flags()

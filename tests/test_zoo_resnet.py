@@ -1,10 +1,8 @@
 """ResNet family specifics the generic zoo tests do not cover: v1.5 strides, groups, zero_init_residual, flag files."""
 
-import os
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 import zoo
 
@@ -29,23 +27,3 @@ def test_zero_init_residual_zeroes_only_each_branch_s_last_batch_norm_scale(name
         assert (gamma == want).all(), layer.name
     default = zoo.create_model(name, num_classes=10, image_size=64)
     assert (np.asarray(default.get_layer(f"layer1.0.{last_bn}").gamma) == 1.0).all()
-
-
-@pytest.mark.parametrize("flagfile", ["resnet50_imagenet.flags", "resnext50_32x4d_imagenet.flags",
-                                      "wide_resnet50_2_imagenet.flags"])
-def test_flag_file_runs_the_registered_recipe(flagfile):
-    import main
-
-    flags = main.FLAGS
-    try:
-        flags(["main.py", "--flagfile=" + os.path.join(ROOT, "configs", flagfile)])
-        assert flagfile.startswith(flags.model + "_")
-        hparams = zoo.get_recipe(flags.model).hparams
-        assert hparams
-        for key, value in hparams.items():
-            if isinstance(value, (list, tuple)):
-                value = [str(v) for v in value]  # list flags hold strings
-            assert flags[key].value == value, key
-        assert flags.rank_size == 8  # torchvision's 8 GPUs: lr is for the global batch of 8 x --batch_size
-    finally:
-        flags.unparse_flags()

@@ -2,11 +2,9 @@
 
 import fnmatch
 import math
-import os
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from torchvision_ref import import_torchvision
 
 import zoo
@@ -98,20 +96,3 @@ def test_initialisation_is_torchvision_s(small_vit):
     for path in zeros:
         assert not ours[path].any(), path
     assert 0 < np.abs(ours[f"{prefix}.mlp.0/bias"]).max() < 1e-5  # N(0, 1e-6), as torchvision
-
-
-def test_flag_file_runs_the_registered_recipe():
-    """configs/vit_b_16_imagenet.flags and the registered recipe say the same (they must not drift)."""
-    import main
-
-    flags = main.FLAGS
-    try:
-        flags(["main.py", "--flagfile=" + os.path.join(ROOT, "configs", "vit_b_16_imagenet.flags")])
-        assert flags.model == "vit_b_16"
-        hparams = zoo.get_recipe(flags.model).hparams
-        assert hparams
-        for key, value in hparams.items():
-            assert flags[key].value == value, key
-        assert flags.rank_size == 8  # torchvision's 8 GPUs: lr is for the global batch of 8 x --batch_size
-    finally:
-        flags.unparse_flags()
