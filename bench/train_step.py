@@ -35,7 +35,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLEMENTATIONS = ("ours", "pytorch")
+IMPLEMENTATIONS = ("ours", "pytorch", "limit")
 PRECISIONS = ("fp32", "bf16")
 
 # The recipe's optimiser settings, shared by both sides.
@@ -172,6 +172,54 @@ def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
                 memory_format="channels_last" if args.torch_channels_last else "nchw")
 
 
+# -- the machine's limit -------------------------------------------------------------------------------
+
+
+def run_limit(args: argparse.Namespace) -> Dict[str, Any]:
+    """The GEMM-bound limit: measured matmul throughput / training FLOPs per image.
+
+    Throughput: ``tf.matmul`` of two 2048x2048 matrices in the benchmark's precision (bfloat16 for
+    bf16), best of several timed repetitions. FLOPs: the model's forward pass at ``--image_size``,
+    counted by TensorFlow's profiler on the frozen graph, times 3 (forward, gradient with respect to
+    the activations, and with respect to the weights).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    sys.path.insert(0, ROOT)
+    import zoo
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    dtype = tf.bfloat16 if args.precision == "bf16" else tf.float32
+    n = 2048
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    b = tf.random.normal((n, n), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[0, :1], tf.float32)))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(5):
+            matmul(a, b).numpy()
+        best = min(best, (time.perf_counter() - began) / 5)
+    gflops = 2 * n ** 3 / best / 1e9
+
+    model = zoo.create_model(args.model, num_classes=1000, image_size=args.image_size)
+    spec = tf.TensorSpec([1, args.image_size, args.image_size, 3], tf.float32)
+    forward_fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(forward_fn)
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    forward = model_analyzer.profile(frozen.graph, options=options).total_float_ops / 1e9
+    per_image = 3 * forward
+    return dict(images_per_second=gflops / per_image, gemm_gflops=gflops, forward_gflop_per_image=forward,
+                train_gflop_per_image=per_image, seconds=0.0, steps_timed=0, warmup_steps=0, final_loss=0.0,
+                threads=args.threads or os.cpu_count())
+
+
 # -- orchestration ------------------------------------------------------------------------------------
 
 
@@ -203,7 +251,8 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
     rates = [r["images_per_second"] for r in rounds]
     first = rounds[0]
     line = {
-        "name": "ours (main.py -> Trainer, cpu backend)" if impl == "ours" else f"pytorch {machine.get('torch')} eager",
+        "name": {"ours": "ours (main.py -> Trainer, cpu backend)", "pytorch": f"pytorch {machine.get('torch')} eager",
+                 "limit": "GEMM-bound limit (measured matmul GFLOP/s / training GFLOP per image)"}[impl],
         "implementation": impl,
         "model": args.model,
         "images_per_second": round(statistics.median(rates), 2),
@@ -222,8 +271,13 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
     }
     if impl == "ours":
         line["steps_per_call"] = args.steps_per_call
-    else:
+    elif impl == "pytorch":
         line["memory_format"] = first["memory_format"]
+    else:
+        for key in ("gemm_gflops", "forward_gflop_per_image", "train_gflop_per_image"):
+            line[key] = round(statistics.median(r[key] for r in rounds), 2)
+        for key in ("steps_timed", "warmup_steps_excluded", "final_loss"):
+            line.pop(key)
     return line
 
 
@@ -243,7 +297,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the median is reported.")
     p.add_argument("--threads", type=int, default=0, help="Intra-op threads on both sides (0: the default, "
                    "all cores).")
-    p.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="Comma-separated: ours, pytorch.")
+    p.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="Comma-separated: ours, pytorch, limit (the "
+                   "machine's GEMM-bound limit for the model, measured in the same run).")
     p.add_argument("--torch_channels_last", action=argparse.BooleanOptionalAction, default=False,
                    help="PyTorch: NHWC memory format for images and weights.")
     p.add_argument("--worker", choices=IMPLEMENTATIONS, default=None, help=argparse.SUPPRESS)
@@ -256,7 +311,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = run_ours(args) if args.worker == "ours" else run_pytorch(args)
+        result = {"ours": run_ours, "pytorch": run_pytorch, "limit": run_limit}[args.worker](args)
         print(json.dumps(result))
         return 0
     impls = [name.strip() for name in args.impl.split(",") if name.strip()]
@@ -273,6 +328,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "ours" in lines and "pytorch" in lines:
         lines["ours"]["speedup_vs_pytorch_same_precision"] = round(
             lines["ours"]["images_per_second"] / lines["pytorch"]["images_per_second"], 3)
+    if "limit" in lines:
+        for impl in ("ours", "pytorch"):
+            if impl in lines:
+                lines[impl]["fraction_of_limit"] = round(
+                    lines[impl]["images_per_second"] / lines["limit"]["images_per_second"], 3)
     for line in lines.values():
         print(json.dumps(line), flush=True)
     return 0
