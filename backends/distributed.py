@@ -254,7 +254,7 @@ class DistributedBackend(Backend):
         sums = self._sum_over_replicas([float(c) for c in chunks] + [float(c * c) for c in chunks] + [1.0])
         if not chunks_agree(sums):
             raise ValueError(
-                f"{what} differs between ranks: {float(value)!r} on rank {self.rank}, not on all {int(sums[-1])} "
+                f"{what} differs between ranks: {value!r} on rank {self.rank}, not the same on all {int(sums[-1])} "
                 f"replicas. {hint}".rstrip()
             )
 

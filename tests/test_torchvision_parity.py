@@ -21,7 +21,7 @@ SLOW = {"vgg19", "resnet152", "resnet101", "wide_resnet50_2"}
 
 def _models():
     params = []
-    for name in zoo.list_models():
+    for name in zoo.list_models(builtin_only=True):
         if zoo.get_torchvision_source(name) is None:
             continue
         marks = [pytest.mark.slow] if name in SLOW else []

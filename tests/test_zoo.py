@@ -16,7 +16,7 @@ SMALL_CLASSES = 7
 
 
 def _names():
-    return [pytest.param(n, id=n) for n in zoo.list_models()]
+    return [pytest.param(n, id=n) for n in zoo.list_models(builtin_only=True)]
 
 
 def _small_size(recipe) -> int:

@@ -35,7 +35,7 @@ def _flag_files() -> Dict[str, List[str]]:
 
 
 def zoo_table() -> str:
-    """The markdown table of every registered model, sorted by name."""
+    """The markdown table of the zoo's own models (not plugins'), sorted by name."""
     import zoo
     from registry import MODELS
 
@@ -44,7 +44,7 @@ def zoo_table() -> str:
         "|---|---|---|---|---|---|",
     ]
     by_model = _flag_files()
-    for name in zoo.list_models():
+    for name in zoo.list_models(builtin_only=True):
         meta, recipe = MODELS.metadata(name), zoo.get_recipe(name)
         params = f"{meta['params']:,}" if meta.get("params") else "?"
         resize = f"{recipe.input_size} / {recipe.eval_resize}" + (" bicubic" if recipe.interpolation == "bicubic"

@@ -42,9 +42,17 @@ class ModelArgumentError(TypeError, ValueError):
     """A builder argument the model does not accept: a TypeError, and a ValueError for main.py's one-line errors."""
 
 
-def list_models(include=None, exclude=None) -> List[str]:
-    """Names of the registered models, optionally filtered with wildcards (``"resnet*"``)."""
-    return MODELS.list(include, exclude)
+def list_models(include=None, exclude=None, *, builtin_only: bool = False) -> List[str]:
+    """Names of the registered models, optionally filtered with wildcards (``"resnet*"``).
+
+    Args:
+        include, exclude: fnmatch patterns, as :meth:`registry.Registry.list`.
+        builtin_only: only the zoo's own models, not those registered by other modules (plugins, tests).
+    """
+    names = MODELS.list(include, exclude)
+    if builtin_only:
+        names = [n for n in names if MODELS.entry(n).module.startswith(__name__ + ".")]
+    return names
 
 
 def get_recipe(name: str) -> ModelRecipe:
