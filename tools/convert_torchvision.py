@@ -205,7 +205,11 @@ def torch_layer_weights(layer, tensors: Mapping[str, np.ndarray], prefix: str, u
     """
     kind = type(layer).__name__
     if hasattr(layer, "torch_weights"):
-        values = list(layer.torch_weights({k: v for k, v in tensors.items()}))
+        try:
+            values = list(layer.torch_weights(dict(tensors)))
+        except (KeyError, ValueError) as e:  # the layer's own words on what is missing or wrong
+            message = e.args[0] if e.args else e
+            raise ConversionError(f"{prefix}: {message}") from None
         used.update(tensors)
     elif kind in _CONVERTERS:
         fn = _CONVERTERS[kind]
