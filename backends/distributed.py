@@ -251,11 +251,13 @@ class DistributedBackend(Backend):
         if self.world_size == 1:
             return
         chunks = bit_chunks(value)
-        sums = self._sum_over_replicas([float(c) for c in chunks] + [float(c * c) for c in chunks] + [1.0])
-        if not chunks_agree(sums):
+        sums = self._sum_over_replicas([float(c) for c in chunks] + [float(c * c) for c in chunks] + [1.0,
+                                                                                                     float(value)])
+        if not chunks_agree(sums[:9]):
+            count = int(sums[8])
             raise ValueError(
-                f"{what} differs between ranks: {value!r} on rank {self.rank}, not the same on all {int(sums[-1])} "
-                f"replicas. {hint}".rstrip()
+                f"{what} differs between ranks: {value!r} on rank {self.rank}, mean {sums[9] / count:g} over "
+                f"{count} replicas. {hint}".rstrip()
             )
 
     def finish(self) -> None:
