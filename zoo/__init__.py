@@ -120,4 +120,5 @@ def inference_model(model):
         return model
     from keras_compat import keras
 
-    return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # the structure Keras expects
+    return keras.Model(inputs, model.outputs[0], name=model.name)
