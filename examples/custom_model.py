@@ -19,11 +19,12 @@ from zoo.recipe import ModelRecipe
 @MODELS.register(
     "tiny_convnet",
     recipe=ModelRecipe(input_size=32, min_input_size=8, eval_resize=36, num_classes=10),
+    initializers=("he_uniform", "xavier"),  # what main.py accepts for --initializer with this model
     description="Example plugin: two convolutions and a linear classifier.",
 )
-def tiny_convnet(*, num_classes: int = 10, image_size: int = 32, width: int = 16, version: str = "he_uniform"):
-    """A small CNN; ``version`` is accepted so that the zoo's --version flag applies to it too."""
-    init = {"he_uniform": "he_uniform", "xavier": "glorot_uniform"}.get(version, "he_uniform")
+def tiny_convnet(*, num_classes: int = 10, image_size: int = 32, width: int = 16, initializer: str = "he_uniform"):
+    """A small CNN with a choice of initialiser (``--initializer``); optional arguments are all it needs."""
+    init = {"he_uniform": "he_uniform", "xavier": "glorot_uniform"}[initializer]
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.Conv2D(width, 3, strides=2, activation="relu", kernel_initializer=init)(inputs)
     x = keras.layers.Conv2D(2 * width, 3, strides=2, activation="relu", kernel_initializer=init)(x)
