@@ -9,7 +9,7 @@ environment variable, selects the implementation everywhere.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterable, List
+from typing import Any, Iterable, Iterator, List
 
 import numpy as np
 import tensorflow as tf
@@ -22,11 +22,13 @@ __all__ = [
     "IS_KERAS_3",
     "KERAS_VERSION",
     "RELAX_SHAPES",
+    "all_layers",
     "create_optimizer_variables",
     "keras",
     "optimizer_variables",
     "set_precision_policy",
     "set_random_seed",
+    "variable_path",
     "variable_value",
 ]
 
@@ -52,6 +54,26 @@ def variable_value(v):
     if not IS_KERAS_3 or isinstance(v, tf.Variable):  # a tf.Variable's .value is a method
         return v
     return getattr(v, "value", v)
+
+
+def variable_path(variable) -> str:
+    """``layer/variable`` (``layer/sublayer/variable`` inside sub-layers): Keras 3's ``path``, Keras 2's name
+    without its ``:0``."""
+    return (getattr(variable, "path", None) or variable.name).split(":")[0]
+
+
+def all_layers(model) -> Iterator[Any]:
+    """Every layer of ``model``, depth first, sub-layers (a nested model's, an attention's projections) included."""
+    stack = list(getattr(model, "layers", []))
+    seen = set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(getattr(layer, "layers", None) or [])
+        stack.extend(getattr(layer, "_layers", None) or [])
 
 
 def create_optimizer_variables(optimizer, var_list: Iterable) -> None:

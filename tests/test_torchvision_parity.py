@@ -15,18 +15,11 @@ import zoo
 from tools.convert_torchvision import ConversionError, assign_torch_weights
 
 NUM_CLASSES = 10
-# Models whose reference costs minutes at their full input size on a 2-core machine run under -m slow.
-SLOW = {"vgg19", "resnet152", "resnet101", "wide_resnet50_2"}
 
 
 def _models():
-    params = []
-    for name in zoo.list_models(builtin_only=True):
-        if zoo.get_torchvision_source(name) is None:
-            continue
-        marks = [pytest.mark.slow] if name in SLOW else []
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+    return [pytest.param(name, id=name) for name in zoo.list_models(builtin_only=True)
+            if zoo.get_torchvision_source(name) is not None]
 
 
 def _other_size(recipe) -> int:

@@ -13,12 +13,12 @@ import pytest
 import tensorflow as tf
 
 from backends.cpu import CPUBackend
-from keras_compat import create_optimizer_variables, keras
+from keras_compat import create_optimizer_variables, keras, variable_path
 from training.log import TrainLog
 from training.optimizers import OPTIMIZERS, build_optimizer
 from training.schedules import WarmupDecaySchedule
 from training.trainer import TrainConfig, Trainer
-from training.weight_decay import DecayRule, decay_coefficients, l2_penalty, variable_path
+from training.weight_decay import DecayRule, decay_coefficients, l2_penalty
 
 pytestmark = pytest.mark.keras2
 

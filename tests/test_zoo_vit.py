@@ -8,7 +8,7 @@ import pytest
 from torchvision_ref import import_torchvision
 
 import zoo
-from training.weight_decay import variable_path
+from keras_compat import variable_path
 from zoo.vit import AttentionKernelInitializer, ClassToken, PositionEmbedding
 
 SIZE = 32  # 2x2 patches + the class token: a cheap ViT-B/16

@@ -90,9 +90,9 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
 
 def _relative_name(variable, layer) -> str:
     """``kernel`` or ``query/kernel``: the variable's path inside its layer, on Keras 3 and Keras 2."""
-    full = getattr(variable, "path", None) or variable.name
-    full = full.split(":")[0]
-    parts = full.split("/")
+    from keras_compat import variable_path
+
+    parts = variable_path(variable).split("/")
     if layer.name in parts:
         parts = parts[len(parts) - parts[::-1].index(layer.name):]
     elif len(parts) > 1:

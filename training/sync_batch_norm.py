@@ -9,17 +9,9 @@ batch is small. Any model's batch-norm layers are switched, the zoo's or a user'
 from __future__ import annotations
 
 from backends.base import Backend
+from keras_compat import all_layers
 
 __all__ = ["enable_sync_batch_norm"]
-
-
-def _batch_norm_layers(model):
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization"):
-            yield layer
-        stack.extend(getattr(layer, "layers", []) or [])
 
 
 def enable_sync_batch_norm(model, backend: Backend) -> int:
@@ -33,7 +25,9 @@ def enable_sync_batch_norm(model, backend: Backend) -> int:
         raise ValueError(f"--sync_bn needs a tf.distribute strategy across the replicas; backend {backend.name} "
                          "averages gradients between single-device processes instead. Leave --sync_bn out.")
     count = 0
-    for layer in _batch_norm_layers(model):
+    for layer in all_layers(model):
+        if type(layer).__name__ not in ("BatchNormalization", "SyncBatchNormalization"):
+            continue
         layer.synchronized = True
         if getattr(layer, "fused", False):
             layer.fused = False  # Keras 2 computes fused batch norm without the synchronised moments

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from keras_compat import variable_value
+from keras_compat import all_layers, variable_path, variable_value
 
-__all__ = ["NORM_LAYERS", "DecayRule", "decay_coefficients", "describe", "l2_penalty", "variable_path"]
+__all__ = ["NORM_LAYERS", "DecayRule", "decay_coefficients", "describe", "l2_penalty"]
 
 # Keras layer classes whose parameters count as normalisation parameters.
 NORM_LAYERS = ("BatchNormalization", "SyncBatchNormalization", "LayerNormalization", "GroupNormalization")
@@ -59,26 +59,12 @@ class DecayRule:
         return self.weight_decay, "weight"
 
 
-def variable_path(variable) -> str:
-    """``layer/variable`` (Keras 3's ``path``; Keras 2's name without ``:0``)."""
-    return (getattr(variable, "path", None) or variable.name).split(":")[0]
-
-
 def _norm_variable_ids(model) -> set:
     ids = set()
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if type(layer).__name__ in NORM_LAYERS:
             ids.update(id(variable_value(v)) for v in layer.weights)
     return ids
-
-
-def _all_layers(layer) -> Iterable:
-    stack = list(getattr(layer, "layers", []))
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(getattr(current, "layers", []) or [])
-        stack.extend(getattr(current, "_layers", []) or [])
 
 
 def decay_coefficients(model, rule: DecayRule, variables: Optional[Sequence] = None) -> List[float]:
