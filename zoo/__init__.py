@@ -29,7 +29,6 @@ __all__ = [
     "ModelArgumentError",
     "ModelRecipe",
     "TorchvisionSource",
-    "builder_arguments",
     "create_model",
     "get_recipe",
     "get_torchvision_source",
@@ -64,12 +63,6 @@ def get_recipe(name: str) -> ModelRecipe:
 def get_torchvision_source(name: str) -> Optional[TorchvisionSource]:
     """The torchvision reference registered with model ``name``, or None."""
     return MODELS.metadata(name).get("torchvision")
-
-
-def builder_arguments(name: str) -> List[str]:
-    """The keyword arguments model ``name``'s builder accepts."""
-    params = inspect.signature(MODELS.get(name)).parameters
-    return sorted(k for k, p in params.items() if p.kind is p.KEYWORD_ONLY)
 
 
 def create_model(name: str, *, recipe: Optional[ModelRecipe] = None, **kwargs: Any):
