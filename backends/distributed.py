@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
+import run_dir
 from backends import launcher
 from backends.base import Backend
 from backends.cluster import Cluster, local_clusters, resolve_cluster
@@ -96,7 +97,7 @@ class DistributedBackend(Backend):
         self.collective_timeout_s = float(collective_timeout_s)
         self.all_reduce_pack_mb = float(all_reduce_pack_mb)
         self.xla = bool(xla)
-        self.launch_log_dir = launch_log_dir or os.path.join("results", f"{self.rank_size}p")
+        self.launch_log_dir = launch_log_dir or run_dir.job_dir(None, self.rank_size)
 
     @classmethod
     def flag_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:

@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Deque, Dict, List, Mapping, Optional, Sequence
 
+import run_dir
+
 __all__ = ["LaunchResult", "RankExit", "describe_exit", "free_ports", "launch", "launch_ranks"]
 
 # Runs in each child before the real command: pins CPUs, asks the kernel to kill the child if the
@@ -284,7 +286,7 @@ def launch_ranks(
                 argv = [sys.executable, "-c", _SHIM, cpu_arg, str(os.getpid())] + argv
             log_file = None
             if log_dir:
-                log_file = open(os.path.join(log_dir, f"launcher_rank_{i}.log"), "w", buffering=1)
+                log_file = open(run_dir.launcher_log_path(log_dir, i), "w", buffering=1)
                 log_files.append(log_file)
             proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
+import run_dir
 from backends import rank_table as rt
 
 __all__ = ["NpuLaunchConfig", "RankPlan", "cpu_slices", "launch_npu_ranks", "plan_ranks", "resolve_rank_table"]
@@ -54,7 +55,7 @@ class NpuLaunchConfig:
     @property
     def base_dir(self) -> str:
         """Parent of the per-rank directories."""
-        return self.log_dir or os.path.join("results", f"{self.rank_size}p")
+        return run_dir.job_dir(self.log_dir, self.rank_size)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def resolve_rank_table(config: NpuLaunchConfig) -> rt.RankTable:
     else:
         addresses = rt.read_hccn_conf(config.hccn_conf)
     table = rt.make_local_rank_table(device_ids, addresses, server_id=config.server_id or "127.0.0.1")
-    path = rt.write_rank_table(table, os.path.join(config.base_dir, "rank_table.json"))
+    path = rt.write_rank_table(table, run_dir.rank_table_path(config.base_dir))
     return rt.RankTable(table.devices, table.source_format, path)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from atomic import write_text
 
 __all__ = [
     "FORMAT_GROUP_LIST",
@@ -407,16 +408,5 @@ def merge_rank_tables(tables: Sequence[RankTable]) -> RankTable:
 def write_rank_table(table: RankTable, path: str) -> str:
     """Writes ``table`` to ``path`` in the version 1.0 layout, atomically; returns the absolute path."""
     path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".rank_table-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(table.to_v1_0(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, json.dumps(table.to_v1_0(), indent=2) + "\n")
     return path

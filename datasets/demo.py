@@ -11,12 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, Tuple
 
 from absl import flags, logging
 
+from atomic import publish_directory
 from datasets import folders
 from datasets.image_folder import ImageFolderDataset
 from registry import DATASETS
@@ -59,7 +58,6 @@ def write_digits(cache_dir: str) -> str:
         raise ValueError(f"--demo_cache_dir={cache_dir} exists but holds no complete demo dataset "
                          f"({_MARKER} missing); delete it or choose another directory.")
     import numpy as np
-    from PIL import Image
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -69,37 +67,36 @@ def write_digits(cache_dir: str) -> str:
     index = np.arange(len(pixels))
     train_idx, val_idx = train_test_split(index, test_size=_VAL_FRACTION, stratify=digits.target,
                                           random_state=_SPLIT_SEED)
-    parent = os.path.dirname(os.path.abspath(cache_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(cache_dir) + ".")
+    counts: Dict[str, int] = {}
     try:
-        counts: Dict[str, int] = {}
-        for split_dir, ids in (("train", train_idx), ("val", val_idx)):
-            for i in sorted(ids):
-                class_dir = os.path.join(tmp, split_dir, str(digits.target[i]))
-                os.makedirs(class_dir, exist_ok=True)
-                image = Image.fromarray(pixels[i], mode="L").resize((_PIXELS, _PIXELS), Image.BICUBIC)
-                buf = io.BytesIO()
-                image.save(buf, "JPEG", quality=_JPEG_QUALITY)
-                with open(os.path.join(class_dir, f"digit_{i:04d}.jpg"), "wb") as f:
-                    f.write(buf.getvalue())
-            counts[split_dir] = len(ids)
-        classes = [str(c) for c in range(10)]
-        folders.write_label_map(os.path.join(tmp, "label_map.txt"), classes)
-        with open(os.path.join(tmp, _MARKER), "w") as f:
-            json.dump({"version": DEMO_VERSION, "source": "sklearn.datasets.load_digits", "pixels": _PIXELS,
-                       "jpeg_quality": _JPEG_QUALITY, "examples": counts, "classes": classes}, f, indent=1)
-        if os.path.isdir(cache_dir) and not os.listdir(cache_dir):
-            os.rmdir(cache_dir)
-        try:
-            os.rename(tmp, cache_dir)
-        except OSError:
-            if not os.path.isfile(marker):  # not another process that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with publish_directory(cache_dir) as tmp:
+            _write_digit_files(tmp, pixels, digits.target, train_idx, val_idx, counts)
+    except OSError:
+        if not os.path.isfile(marker):  # not another process that finished first
+            raise
     logging.info("Demo dataset written to %s (%s)", cache_dir, counts)
     return cache_dir
+
+
+def _write_digit_files(tmp: str, pixels, targets, train_idx, val_idx, counts: Dict[str, int]) -> None:
+    """The JPEG files, label map and completion marker of the demo dataset, under ``tmp``."""
+    from PIL import Image
+
+    for split_dir, ids in (("train", train_idx), ("val", val_idx)):
+        for i in sorted(ids):
+            class_dir = os.path.join(tmp, split_dir, str(targets[i]))
+            os.makedirs(class_dir, exist_ok=True)
+            image = Image.fromarray(pixels[i], mode="L").resize((_PIXELS, _PIXELS), Image.BICUBIC)
+            buf = io.BytesIO()
+            image.save(buf, "JPEG", quality=_JPEG_QUALITY)
+            with open(os.path.join(class_dir, f"digit_{i:04d}.jpg"), "wb") as f:
+                f.write(buf.getvalue())
+        counts[split_dir] = len(ids)
+    classes = [str(c) for c in range(10)]
+    folders.write_label_map(os.path.join(tmp, "label_map.txt"), classes)
+    with open(os.path.join(tmp, _MARKER), "w") as f:  # last: its presence means complete
+        json.dump({"version": DEMO_VERSION, "source": "sklearn.datasets.load_digits", "pixels": _PIXELS,
+                   "jpeg_quality": _JPEG_QUALITY, "examples": counts, "classes": classes}, f, indent=1)
 
 
 @DATASETS.register("demo", description="scikit-learn's 1,797 handwritten digits as JPEG folders (no download).")

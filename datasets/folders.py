@@ -8,11 +8,12 @@ label = position in that order).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
+
+from atomic import write_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -141,18 +142,8 @@ def check_same_classes(expected: List[str], found: List[str], expected_split: st
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes ``text`` to ``path`` atomically (:func:`atomic.write_text`; never half-written)."""
+    write_text(path, text)
 
 
 def write_label_map(path: str, classes: Sequence[str], label_offset: int = 0) -> None:

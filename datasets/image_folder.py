@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 from absl import logging
 
+import run_dir
 from datasets import folders, pipeline
 from datasets.file_dataset import FileDataset
 from registry import DATASETS
 
 __all__ = ["ImageFolderDataset", "default_label_map_path"]
 
-LABEL_MAP_NAME = "label_map.txt"
+LABEL_MAP_NAME = run_dir.LABEL_MAP_NAME
 
 
 def default_label_map_path(flags_obj: Any) -> str:
-    """``<log_dir>/label_map.txt``; the log directory defaults to the runner's ``results/<N>p/0``."""
-    log_dir = flags_obj.log_dir or os.path.join("results", f"{flags_obj.rank_size}p", "0")
-    return os.path.join(log_dir, LABEL_MAP_NAME)
+    """Where the run's label map goes (:func:`run_dir.label_map_path`)."""
+    return run_dir.label_map_path(flags_obj.log_dir, flags_obj.checkpoint_dir, flags_obj.rank_size)
 
 
 @DATASETS.register("image_folder", description="JPEG/PNG files in train/<class>/ and val/<class>/ folders.")

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from atomic import TEMP_MARKER, write_text  # noqa: E402
 from datasets import folders, tfrecord_format  # noqa: E402
 
 __all__ = ["BuildError", "auto_shards", "build", "read_bbox_csv"]
@@ -231,7 +232,7 @@ def build(
         return dict(old, up_to_date=True)
 
     os.makedirs(output_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=".build-")
+    tmp_dir = tempfile.mkdtemp(dir=output_dir, prefix=f".build{TEMP_MARKER}")
     try:
         tasks: List[Task] = []
         rng = random.Random(_SHARD_SEED)
@@ -260,7 +261,7 @@ def build(
         bad = sorted(b for r in results for b in r[3])
         bad_path = os.path.join(output_dir, BAD_FILES)
         if bad:
-            folders.atomic_write_text(bad_path, "".join(f"{p}\t{reason}\n" for p, reason in bad))
+            write_text(bad_path, "".join(f"{p}\t{reason}\n" for p, reason in bad))
             if not skip_bad:
                 raise BuildError(
                     f"{len(bad)} of {total} image(s) do not decode (first: {bad[0][0]}: {bad[0][1]}); all are "
@@ -295,7 +296,7 @@ def build(
                 if name.startswith(tfrecord_format.SPLIT_PREFIX[split] + "-"):
                     os.replace(os.path.join(tmp_dir, name), os.path.join(output_dir, name))
         folders.write_label_map(os.path.join(output_dir, LABEL_MAP), classes, label_offset)
-        folders.atomic_write_text(info_path, json.dumps(info, indent=1) + "\n")
+        write_text(info_path, json.dumps(info, indent=1) + "\n")
         return dict(info, up_to_date=False)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -19,6 +19,8 @@ from typing import Dict, List, Sequence, Tuple
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from atomic import publish_file  # noqa: E402
+
 __all__ = ["PlotError", "plot", "read_metrics", "series"]
 
 
@@ -104,15 +106,11 @@ def plot(records: Sequence[Dict], output: str, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp.png"
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, output)  # never a half-written PNG
+        with publish_file(output, "wb") as f:  # never a half-written PNG
+            fig.savefig(f, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return output
 
 

@@ -239,11 +239,7 @@ def run_dirs(flags: Any, backend: Backend):
     """(log directory, checkpoint directory) of this rank, as training chooses them."""
     from training import runner
 
-    rank_dirs = getattr(runner, "rank_dirs", None)
-    if rank_dirs is not None:
-        return rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
-    log_dir = flags.log_dir or runner.default_log_dir(backend.world_size, backend.rank)
-    return log_dir, flags.checkpoint_dir or log_dir
+    return runner.rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
 
 
 def _open_log(flags: Any, backend: Backend, log_dir: str) -> TrainLog:

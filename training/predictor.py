@@ -11,17 +11,18 @@ beside the checkpoint. Without one, classes are shown by index, with a note sayi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+import run_dir
 import zoo
 from backends.base import Backend
 from datasets import preprocessing
 from datasets.folders import read_label_map
+from training.checkpoints import list_checkpoints
 from training.log import TrainLog
 from training.weights import checkpoint_num_classes, load_weights, resolve_checkpoint
 
@@ -38,7 +39,7 @@ __all__ = [
     "preprocess_files",
 ]
 
-LABEL_MAP_NAME = "label_map.txt"
+LABEL_MAP_NAME = run_dir.LABEL_MAP_NAME
 
 
 @dataclass
@@ -72,7 +73,7 @@ def preprocess_config(flags: Any, recipe) -> preprocessing.PreprocessConfig:
 
 
 def find_label_map(flags: Any, checkpoint: str) -> Optional[str]:
-    """``--label_map``, else ``label_map.txt`` beside the checkpoint, else None.
+    """``--label_map``, else ``label_map.txt`` beside the checkpoint or in its parent (a multi-rank job), else None.
 
     Raises:
         FileNotFoundError: if ``--label_map`` names a missing file.
@@ -82,8 +83,7 @@ def find_label_map(flags: Any, checkpoint: str) -> Optional[str]:
         if not tf.io.gfile.exists(explicit):
             raise FileNotFoundError(f"--label_map={explicit}: no such file.")
         return explicit
-    candidate = os.path.join(os.path.dirname(checkpoint), LABEL_MAP_NAME)
-    return candidate if tf.io.gfile.exists(candidate) else None
+    return next((c for c in run_dir.label_map_candidates(checkpoint) if tf.io.gfile.exists(c)), None)
 
 
 def class_names(label_map_path: Optional[str], num_classes: int) -> List[str]:
@@ -110,7 +110,12 @@ def _checkpoint_for(flags: Any, backend: Optional[Backend]) -> str:
     if getattr(flags, "checkpoint_path", None):
         return resolve_checkpoint(flags.checkpoint_path)
     if flags.checkpoint_dir or flags.log_dir or backend is None:
-        return resolve_checkpoint(flags.checkpoint_dir or flags.log_dir)
+        directory = flags.checkpoint_dir or flags.log_dir
+        if directory and not flags.checkpoint_dir and not list_checkpoints(directory):
+            # --log_dir of a multi-process job: checkpoints are in its rank 0 directory.
+            multi = run_dir.checkpoint_dir(directory, None, rank_size=flags.rank_size, multi_process=True)
+            directory = multi if list_checkpoints(multi) else directory
+        return resolve_checkpoint(directory)
     from training.evaluator import run_dirs  # the default directories of train and evaluate
 
     return resolve_checkpoint(run_dirs(flags, backend)[1])

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import tensorflow as tf
 from absl import logging
 
+import run_dir
 import zoo
 from backends.base import Backend
 from datasets.base import ImageDataset
@@ -72,22 +73,14 @@ def make_dataset(flags: Any, recipe: ModelRecipe) -> ImageDataset:
 
 
 def default_log_dir(rank_size: int, rank: int) -> str:
-    """``results/<N>p/<rank>``, the seed's layout."""
-    return os.path.join("results", f"{rank_size}p", str(rank))
+    """``results/<N>p/<rank>``, the seed's layout (:mod:`run_dir` owns it)."""
+    return run_dir.default_log_dir(rank_size, rank)
 
 
 def rank_dirs(log_dir: Optional[str], checkpoint_dir: Optional[str], backend: Backend):
-    """This rank's log directory and the checkpoint directory every rank shares.
-
-    One process: ``--log_dir`` (default ``results/<N>p/0``). Several processes: each rank logs to
-    ``<root>/<rank>`` with ``<root>`` = ``--log_dir`` or ``results/<N>p``. Checkpoints default to
-    rank 0's directory for every rank, so that all ranks resume from the same step.
-    """
-    if backend.world_size == 1:
-        own = log_dir or default_log_dir(backend.num_replicas, 0)
-        return own, checkpoint_dir or own
-    root = log_dir or os.path.join("results", f"{backend.num_replicas}p")
-    return os.path.join(root, str(backend.rank)), checkpoint_dir or os.path.join(root, "0")
+    """This rank's log directory and the checkpoint directory every rank shares (see :func:`run_dir.rank_dirs`)."""
+    return run_dir.rank_dirs(log_dir, checkpoint_dir, rank_size=backend.num_replicas, rank=backend.rank,
+                             multi_process=backend.world_size > 1)
 
 
 def model_kwargs(flags: Any) -> dict:
