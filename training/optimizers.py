@@ -1,14 +1,284 @@
-"""Optimizers of the shared stack, with loss scaling for float16."""
+"""Optimizers of the shared stack, with loss scaling for float16.
+
+Keras' own optimizers serve ``momentum``, ``sgd``, ``adam`` and ``rmsprop``. The recipe stack's
+others (``adamw``, ``lamb``, ``lars``, ``rmsprop_tf``, ``rmsprop_torch``) are update rules written
+once as tensor functions (:class:`UpdateRule`) and run by a thin optimizer class for each Keras
+base-class API: Keras 3's ``update_step(gradient, variable, learning_rate)`` and Keras 2's
+(tf_keras >= 2.11) ``update_step(gradient, variable)``. Both get distribution (the update runs on
+each replica's copy of a variable), checkpointable slot variables and the loss-scale wrapper from
+their Keras base class.
+
+Weight decay. The trainer adds weight decay as the gradient term ``c_v * v`` with the per-variable
+coefficients of :func:`training.weight_decay.decay_coefficients`. The optimizers in
+:data:`DECAY_IN_OPTIMIZER` take those coefficients instead (``decay=``, aligned with the variables
+the optimizer is built on) and apply them themselves, so the trainer must not add the term:
+
+* ``adamw``: decoupled, ``v -= lr * c_v * v`` before the Adam step, as ``torch.optim.AdamW``.
+* ``lamb``: decoupled, ``c_v * v`` added to the Adam direction before the trust ratio (You et al. 2019).
+* ``lars``: coupled, ``g + c_v * v`` inside the trust ratio ``eta ||v|| / (||g|| + c_v ||v||)`` (You
+  et al. 2017). LARS needs ``g`` and ``v`` apart for that ratio, which is why it is in the set too.
+
+For ``lamb`` and ``lars`` a variable whose coefficient is 0 (normalisation parameters and biases when
+``--norm_weight_decay=0`` / ``--bias_weight_decay=0`` say so) is also excluded from the layer-wise
+adaptation (trust ratio 1), as tf-models' LARS and timm's LAMB do by default.
+"""
 
 from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from keras_compat import IS_KERAS_3, keras
 
-OPTIMIZERS = ("momentum", "sgd", "adam", "rmsprop")
+OPTIMIZERS = ("momentum", "sgd", "adam", "rmsprop", "adamw", "lamb", "lars", "rmsprop_tf", "rmsprop_torch")
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "gradient_scale", "scale_loss", "unscale_gradients"]
+# Optimizers that apply the per-variable weight decay themselves (the trainer must not add c * v).
+DECAY_IN_OPTIMIZER = frozenset({"adamw", "lamb", "lars"})
+# The name the trainer's config uses; LARS is coupled but, like the decoupled ones, applies it itself.
+DECOUPLED_DECAY = DECAY_IN_OPTIMIZER
+
+__all__ = ["is_loss_scaled", "DECAY_IN_OPTIMIZER", "DECOUPLED_DECAY", "OPTIMIZERS", "AdamWRule", "LambRule", "LarsRule", "RMSpropRule",
+           "RuleOptimizer", "UpdateRule", "build_optimizer", "decay_in_optimizer", "gradient_scale", "scale_loss",
+           "unscale_gradients"]
+
+
+def decay_in_optimizer(name: str) -> bool:
+    """True when optimizer ``name`` applies weight decay itself (pass it ``decay=``; add no gradient term)."""
+    return name in DECAY_IN_OPTIMIZER
+
+
+# -- update rules: one implementation each, plain tensor functions ------------------------------------
+
+
+class UpdateRule:
+    """One optimizer's mathematics: its slots and the new values of a variable and its slots.
+
+    Attributes:
+        slots: (name, initial value) of each slot variable, one of each per model variable.
+    """
+
+    slots: Tuple[Tuple[str, float], ...] = ()
+
+    def apply(self, g: tf.Tensor, w: tf.Tensor, slots: Dict[str, tf.Tensor], lr: tf.Tensor, decay: float,
+              step: tf.Tensor) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """Returns (new variable value, new slot values).
+
+        Args:
+            g: the gradient (dense, the variable's dtype).
+            w: the variable's value before the step.
+            slots: slot name -> value before the step.
+            lr: the learning rate of this step.
+            decay: this variable's weight-decay coefficient (0: none).
+            step: 1-based number of this step (for bias corrections), the variable's dtype.
+        """
+        raise NotImplementedError
+
+    def config(self) -> Dict[str, float]:
+        return {}
+
+
+def _adam_direction(g, slots, step, beta1: float, beta2: float, epsilon: float):
+    """Bias-corrected Adam direction ``m_hat / (sqrt(v_hat) + eps)`` (torch's epsilon placement) and new m, v."""
+    m = beta1 * slots["m"] + (1.0 - beta1) * g
+    v = beta2 * slots["v"] + (1.0 - beta2) * tf.square(g)
+    m_hat = m / (1.0 - tf.pow(tf.cast(beta1, g.dtype), step))
+    v_hat = v / (1.0 - tf.pow(tf.cast(beta2, g.dtype), step))
+    return m_hat / (tf.sqrt(v_hat) + epsilon), {"m": m, "v": v}
+
+
+def _trust_ratio(numerator, denominator):
+    """``numerator / denominator`` where both are positive, else 1."""
+    safe = tf.where(denominator > 0, denominator, tf.ones_like(denominator))
+    return tf.where((numerator > 0) & (denominator > 0), numerator / safe, tf.ones_like(numerator))
+
+
+class AdamWRule(UpdateRule):
+    """``torch.optim.AdamW``: ``w -= lr * c * w``, then Adam with epsilon outside the square root."""
+
+    slots = (("m", 0.0), ("v", 0.0))
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
+        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+
+    def apply(self, g, w, slots, lr, decay, step):
+        direction, new = _adam_direction(g, slots, step, self.beta1, self.beta2, self.epsilon)
+        if decay:
+            w = w * (1.0 - lr * decay)
+        return w - lr * direction, new
+
+    def config(self):
+        return dict(beta1=self.beta1, beta2=self.beta2, epsilon=self.epsilon)
+
+
+class LambRule(AdamWRule):
+    """LAMB (You et al. 2019): ``r = adam_direction + c * w``; ``w -= lr * (||w|| / ||r||) * r``.
+
+    No gradient clipping inside (timm's ``Lamb`` clips the global norm to 1 by default; use the
+    stack's gradient clipping for that). The trust ratio applies to variables with ``c > 0`` only.
+    """
+
+    def apply(self, g, w, slots, lr, decay, step):
+        direction, new = _adam_direction(g, slots, step, self.beta1, self.beta2, self.epsilon)
+        if not decay:
+            return w - lr * direction, new
+        r = direction + decay * w
+        return w - lr * _trust_ratio(tf.norm(w), tf.norm(r)) * r, new
+
+
+class LarsRule(UpdateRule):
+    """LARS (You et al. 2017) with heavy-ball momentum, the learning rate inside the momentum buffer (as
+    tf-models' and MLPerf's LARS): ``buf = momentum * buf + lr * trust * (g + c * w)``; ``w -= buf`` with
+    ``trust = eta * ||w|| / (||g|| + c * ||w||)`` (1 where a norm is 0). Variables with ``c = 0`` take a
+    plain momentum step (trust 1)."""
+
+    slots = (("momentum", 0.0),)
+
+    def __init__(self, momentum: float = 0.9, trust_coefficient: float = 0.001) -> None:
+        self.momentum, self.trust_coefficient = float(momentum), float(trust_coefficient)
+
+    def apply(self, g, w, slots, lr, decay, step):
+        if decay:
+            w_norm = tf.norm(w)
+            trust = _trust_ratio(self.trust_coefficient * w_norm, tf.norm(g) + decay * w_norm)
+            increment = lr * trust * (g + decay * w)
+        else:
+            increment = lr * g
+        buf = self.momentum * slots["momentum"] + increment
+        return w - buf, {"momentum": buf}
+
+    def config(self):
+        return dict(momentum=self.momentum, trust_coefficient=self.trust_coefficient)
+
+
+class RMSpropRule(UpdateRule):
+    """RMSProp in the two conventions the reference recipes use.
+
+    ``tf_style=True`` (``rmsprop_tf``): TensorFlow 1's ``RMSPropOptimizer`` that the MobileNet and
+    EfficientNet papers trained with (timm's ``RMSpropTF``): ``ms`` starts at 1, epsilon inside the
+    square root, the learning rate inside the momentum buffer::
+
+        ms = rho * ms + (1 - rho) * g^2;  buf = momentum * buf + lr * g / sqrt(ms + eps);  w -= buf
+
+    ``tf_style=False`` (``rmsprop_torch``): ``torch.optim.RMSprop``, which torchvision's
+    ``references/classification`` uses for its ``--opt rmsprop`` recipes (MobileNetV3, EfficientNet-B*)
+    with ``alpha=0.9, eps=0.0316`` (0.0316 ~ sqrt(1e-3): TF's epsilon moved outside the root)::
+
+        ms = rho * ms + (1 - rho) * g^2;  buf = momentum * buf + g / (sqrt(ms) + eps);  w -= lr * buf
+
+    with ``ms`` starting at 0. (Keras' own ``rmsprop`` is TF 2's: epsilon inside, ``ms`` from 0.)
+    """
+
+    def __init__(self, rho: float = 0.9, momentum: float = 0.9, epsilon: float = 1e-3, tf_style: bool = True) -> None:
+        self.rho, self.momentum, self.epsilon, self.tf_style = float(rho), float(momentum), float(epsilon), tf_style
+        self.slots = (("ms", 1.0 if tf_style else 0.0), ("momentum", 0.0))
+
+    def apply(self, g, w, slots, lr, decay, step):
+        ms = self.rho * slots["ms"] + (1.0 - self.rho) * tf.square(g)
+        if self.tf_style:
+            buf = self.momentum * slots["momentum"] + lr * g / tf.sqrt(ms + self.epsilon)
+            return w - buf, {"ms": ms, "momentum": buf}
+        buf = self.momentum * slots["momentum"] + g / (tf.sqrt(ms) + self.epsilon)
+        return w - lr * buf, {"ms": ms, "momentum": buf}
+
+    def config(self):
+        return dict(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon, tf_style=self.tf_style)
+
+
+# -- the adapters: one per Keras optimizer base-class API --------------------------------------------
+
+
+def _check_decay(decay: Optional[Sequence[float]], var_list: List) -> List[float]:
+    if decay is None:
+        return [0.0] * len(var_list)
+    decay = [float(c) for c in decay]
+    if len(decay) != len(var_list):
+        raise ValueError(f"decay has {len(decay)} coefficients for {len(var_list)} variables; pass one per "
+                         "variable the optimizer is built on (model.trainable_variables order).")
+    return decay
+
+
+class _RuleMixin:
+    """What both adapters share: slot creation and the update through the rule."""
+
+    def _init_rule(self, rule: UpdateRule, decay: Optional[Sequence[float]]) -> None:
+        self.rule = rule
+        self._decay_arg = None if decay is None else list(decay)
+        self._decay: List[float] = []
+        self._slot_lists: List[List] = []
+
+    def _make_slots(self, var_list, add_slot) -> None:
+        self._decay = _check_decay(self._decay_arg, var_list)
+        self._slot_lists = [[add_slot(v, name, initial) for v in var_list] for name, initial in self.rule.slots]
+
+    def _apply_rule(self, gradient, variable, index: int, lr) -> None:
+        dtype = variable.dtype
+        g = tf.cast(tf.convert_to_tensor(gradient), dtype)
+        lr = tf.cast(lr, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+        slot_vars = {name: self._slot_lists[k][index] for k, (name, _) in enumerate(self.rule.slots)}
+        w = tf.convert_to_tensor(variable)
+        new_w, new_slots = self.rule.apply(g, w, {n: tf.convert_to_tensor(s) for n, s in slot_vars.items()}, lr,
+                                           self._decay[index], step)
+        for name, value in new_slots.items():
+            slot_vars[name].assign(value)
+        variable.assign(new_w)
+
+    def _rule_config(self) -> Dict:
+        return dict(self.rule.config(), decay=self._decay_arg)
+
+
+if IS_KERAS_3:
+
+    class RuleOptimizer(_RuleMixin, keras.optimizers.Optimizer):
+        """A Keras 3 optimizer that runs an :class:`UpdateRule` (``decay``: per-variable coefficients)."""
+
+        def __init__(self, rule: UpdateRule, learning_rate, decay: Optional[Sequence[float]] = None,
+                     name: str = "rule_optimizer", **kwargs) -> None:
+            super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+            self._init_rule(rule, decay)
+
+        def build(self, var_list):
+            if self.built:
+                return
+            super().build(var_list)
+            self._make_slots(var_list, lambda v, name, initial: self.add_variable_from_reference(
+                v, name, initializer="ones" if initial == 1.0 else "zeros"))
+
+        def update_step(self, gradient, variable, learning_rate):
+            self._apply_rule(gradient, variable, self._get_variable_index(variable), learning_rate)
+
+        def get_config(self):
+            return dict(super().get_config(), **self._rule_config())
+
+else:
+
+    class RuleOptimizer(_RuleMixin, keras.optimizers.Optimizer):
+        """A Keras 2 (tf_keras) optimizer that runs an :class:`UpdateRule` (``decay``: per-variable coefficients)."""
+
+        def __init__(self, rule: UpdateRule, learning_rate, decay: Optional[Sequence[float]] = None,
+                     name: str = "rule_optimizer", **kwargs) -> None:
+            # No XLA: the NPU adapter cannot compile it, and the rules are a handful of element-wise ops.
+            super().__init__(name=name, jit_compile=False, **kwargs)
+            self._learning_rate = self._build_learning_rate(learning_rate)
+            self._init_rule(rule, decay)
+
+        def build(self, var_list):
+            super().build(var_list)
+            if getattr(self, "_built", False):
+                return
+            self._built = True
+            self._make_slots(var_list, lambda v, name, initial: self.add_variable_from_reference(
+                model_variable=v, variable_name=name,
+                initial_value=tf.fill(v.shape, tf.constant(initial, getattr(v, "true_dtype", v.dtype)))))
+
+        def update_step(self, gradient, variable):
+            self._apply_rule(gradient, variable, self._index_dict[self._var_key(variable)], self.learning_rate)
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(learning_rate=self._serialize_hyperparameter(self._learning_rate), **self._rule_config())
+            return config
 
 
 def build_optimizer(
@@ -19,31 +289,58 @@ def build_optimizer(
     use_nesterov: bool = True,
     epsilon: float = 1e-7,
     loss_scaling: bool = False,
+    decay: Optional[Sequence[float]] = None,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    rho: float = 0.9,
+    trust_coefficient: float = 0.001,
 ):
     """Creates a Keras optimizer.
 
     Args:
-        name: ``momentum`` (heavy-ball, Nesterov if ``use_nesterov``), ``sgd`` (plain),
-            ``adam`` or ``rmsprop`` (with ``momentum``).
+        name: one of ``OPTIMIZERS``: ``momentum`` (heavy-ball, Nesterov if ``use_nesterov``), ``sgd``
+            (plain), ``adam``, ``rmsprop`` (Keras'), ``adamw``, ``lamb``, ``lars``, ``rmsprop_tf``,
+            ``rmsprop_torch`` (see the module docstring and :class:`RMSpropRule`).
         learning_rate: a float or a ``LearningRateSchedule`` evaluated at ``optimizer.iterations``.
-        momentum: momentum coefficient for ``momentum`` and ``rmsprop``.
+        momentum: momentum coefficient of ``momentum``, ``rmsprop*`` and ``lars``.
         use_nesterov: Nesterov momentum for ``momentum``.
-        epsilon: numerical-stability term for ``adam`` and ``rmsprop``.
+        epsilon: numerical-stability term of ``adam``, ``adamw``, ``lamb`` and ``rmsprop*``.
         loss_scaling: wrap in a dynamic loss-scale optimizer (float16 training).
+        decay: ``adamw``/``lamb``/``lars`` (:data:`DECAY_IN_OPTIMIZER`): the weight-decay coefficient of each
+            variable the optimizer will be built on, in that order; ignored by the others.
+        beta1: first-moment decay of ``adam``, ``adamw``, ``lamb``.
+        beta2: second-moment decay of ``adam``, ``adamw``, ``lamb``.
+        rho: squared-gradient decay of ``rmsprop*`` (torch's ``alpha``, TF's ``decay``).
+        trust_coefficient: ``lars``' eta.
     """
+    rules = {
+        "adamw": lambda: AdamWRule(beta1, beta2, epsilon),
+        "lamb": lambda: LambRule(beta1, beta2, epsilon),
+        "lars": lambda: LarsRule(momentum, trust_coefficient),
+        "rmsprop_tf": lambda: RMSpropRule(rho, momentum, epsilon, tf_style=True),
+        "rmsprop_torch": lambda: RMSpropRule(rho, momentum, epsilon, tf_style=False),
+    }
     if name == "momentum":
         opt = keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=use_nesterov)
     elif name == "sgd":
         opt = keras.optimizers.SGD(learning_rate)
     elif name == "adam":
-        opt = keras.optimizers.Adam(learning_rate, epsilon=epsilon)
+        opt = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon)
     elif name == "rmsprop":
-        opt = keras.optimizers.RMSprop(learning_rate, momentum=momentum, epsilon=epsilon)
+        opt = keras.optimizers.RMSprop(learning_rate, rho=rho, momentum=momentum, epsilon=epsilon)
+    elif name in rules:
+        opt = RuleOptimizer(rules[name](), learning_rate, decay=decay if name in DECAY_IN_OPTIMIZER else None,
+                            name=name)
     else:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     if loss_scaling:
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
+
+
+def is_loss_scaled(optimizer) -> bool:
+    """True for an optimizer wrapped in a (dynamic) loss-scale optimizer (float16 training)."""
+    return _is_loss_scaled(optimizer)
 
 
 def _is_loss_scaled(optimizer) -> bool:
