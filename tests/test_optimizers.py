@@ -5,8 +5,14 @@ import pytest
 import tensorflow as tf
 
 from keras_compat import create_optimizer_variables, optimizer_variables
-from training.optimizers import (DECAY_IN_OPTIMIZER, OPTIMIZERS, build_optimizer, decay_in_optimizer, scale_loss,
-                                 unscale_gradients)
+from training.optimizers import (
+    DECAY_IN_OPTIMIZER,
+    OPTIMIZERS,
+    build_optimizer,
+    decay_in_optimizer,
+    scale_loss,
+    unscale_gradients,
+)
 
 # The optimizers are shared with the NPU path: run again under Keras 2.
 pytestmark = pytest.mark.keras2

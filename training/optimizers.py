@@ -38,9 +38,9 @@ DECAY_IN_OPTIMIZER = frozenset({"adamw", "lamb", "lars"})
 # The name the trainer's config uses; LARS is coupled but, like the decoupled ones, applies it itself.
 DECOUPLED_DECAY = DECAY_IN_OPTIMIZER
 
-__all__ = ["is_loss_scaled", "DECAY_IN_OPTIMIZER", "DECOUPLED_DECAY", "OPTIMIZERS", "AdamWRule", "LambRule", "LarsRule", "RMSpropRule",
-           "RuleOptimizer", "UpdateRule", "build_optimizer", "decay_in_optimizer", "gradient_scale", "scale_loss",
-           "unscale_gradients"]
+__all__ = ["DECAY_IN_OPTIMIZER", "DECOUPLED_DECAY", "OPTIMIZERS", "AdamWRule", "LambRule", "LarsRule", "RMSpropRule",
+           "RuleOptimizer", "UpdateRule", "build_optimizer", "decay_in_optimizer", "gradient_scale", "is_loss_scaled",
+           "scale_loss", "unscale_gradients"]
 
 
 def decay_in_optimizer(name: str) -> bool:
