@@ -102,6 +102,29 @@ flags.DEFINE_integer("iterations_per_loop", 1251, "Steps per device loop (one tf
 flags.DEFINE_float("epochs_between_evals", 5, "train_and_evaluate: epochs between evaluations.", lower_bound=0.0)
 flags.DEFINE_integer("max_checkpoint_to_save", 5, "Newest checkpoints to keep.", lower_bound=1)
 
+# -- augmentation (docs/data.md; torchvision references' names; file-based datasets, not --synthetic) -----
+flags.DEFINE_enum("auto_augment", None, ["none", "imagenet", "ra", "ta_wide"], "Per-image policy after the crop "
+                  "and flip: AutoAugment's ImageNet policy, RandAugment or TrivialAugmentWide (default: none).")
+flags.DEFINE_integer("ra_num_ops", None, "RandAugment: operations per image (default 2).", lower_bound=0)
+flags.DEFINE_integer("ra_magnitude", None, "RandAugment: magnitude bin, 0..30 (default 9).", lower_bound=0,
+                     upper_bound=30)
+flags.DEFINE_float("random_erase", None, "Probability of random erasing per training image (default 0: off).",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_enum("random_erase_value", None, ["zero", "random"], "Random erasing fill: 'zero' (the pixel that "
+                  "normalises to 0, the recipe's mean; torchvision's value=0, the default) or 'random' noise.")
+flags.DEFINE_float("mixup_alpha", None, "Batch-level mixup, Beta(alpha, alpha) weights; labels become soft "
+                   "(default 0: off).", lower_bound=0.0)
+flags.DEFINE_float("cutmix_alpha", None, "Batch-level cutmix, Beta(alpha, alpha) box areas; with --mixup_alpha "
+                   "each batch uses one of the two at random (default 0: off).", lower_bound=0.0)
+flags.DEFINE_integer("train_crop_size", None, "Training crop size; models are built for one input size, so it "
+                     "sets --image_size when that is not given, and must equal it otherwise.", lower_bound=1)
+flags.DEFINE_integer("val_crop_size", None, "Evaluation crop size; like --train_crop_size (both, if given, must "
+                     "be equal).", lower_bound=1)
+flags.DEFINE_integer("val_resize_size", None, "Evaluation resize before the central crop (default: the model's, "
+                     "e.g. 256 for 224, scaled with --image_size).", lower_bound=1)
+flags.DEFINE_enum("interpolation", None, ["bilinear", "bicubic"], "Resize filter of training and evaluation "
+                  "crops (default: the model's).")
+
 # -- the shared optimizer stack ----------------------------------------------------------------------
 flags.DEFINE_enum("optimizer", "momentum", ["momentum", "sgd", "adam", "rmsprop"], "Optimizer.")
 flags.DEFINE_float("optimizer_epsilon", 1e-7, "Epsilon of adam and rmsprop.", lower_bound=0.0)
@@ -196,7 +219,8 @@ def main(argv: Sequence[str]) -> int:
         return 0
     try:
         validate_names(FLAGS)
-    except app.UsageError as e:  # one clear line, not the whole usage text
+        datasets.pipeline.resolve_crop_sizes(FLAGS)
+    except (app.UsageError, ValueError) as e:  # one clear line, not the whole usage text
         print(f"error: {e}", file=sys.stderr)
         return 2
     from training import runner  # heavy imports (TensorFlow) only once flags are valid

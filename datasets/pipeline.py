@@ -13,10 +13,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import flags
 
-from datasets import preprocessing
+from datasets import mixing, preprocessing
 from datasets.preprocessing import PreprocessConfig
 
-__all__ = ["PipelineOptions", "Shard", "batches", "file_shard", "options_from_flags", "preprocess_overrides"]
+__all__ = ["PipelineOptions", "Shard", "augmentation_overrides", "batches", "file_shard", "options_from_flags",
+           "preprocess_overrides", "resolve_crop_sizes"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -62,7 +63,46 @@ def preprocess_overrides(flags_obj: Any) -> dict:
     """Keyword overrides of :class:`PreprocessConfig` from parsed flags (None: keep the default)."""
     area = None if flags_obj.min_crop_area is None else (flags_obj.min_crop_area, 1.0)
     return dict(eval_mode=flags_obj.eval_resize, area_range=area, random_flip=flags_obj.random_flip,
-                dct_scaling=flags_obj.dct_scaling)
+                dct_scaling=flags_obj.dct_scaling, **augmentation_overrides(flags_obj))
+
+
+# The augmentation flags (main.py's "augmentation" section) -> PreprocessConfig fields; absent flags
+# (a program without that section) keep the recipe's values.
+_AUGMENTATION_FLAGS = {
+    "auto_augment": "auto_augment", "ra_num_ops": "ra_num_ops", "ra_magnitude": "ra_magnitude",
+    "random_erase": "random_erase", "random_erase_value": "random_erase_value", "mixup_alpha": "mixup_alpha",
+    "cutmix_alpha": "cutmix_alpha", "interpolation": "interpolation", "val_resize_size": "eval_resize",
+    "train_crop_size": "train_crop_size", "val_crop_size": "val_crop_size",
+}
+
+
+def augmentation_overrides(flags_obj: Any) -> dict:
+    """The augmentation, crop-size and interpolation flags as :class:`PreprocessConfig` overrides."""
+    return {field: getattr(flags_obj, flag, None) for flag, field in _AUGMENTATION_FLAGS.items()}
+
+
+def resolve_crop_sizes(flags_obj: Any) -> None:
+    """Gives ``--image_size`` its value from ``--train_crop_size``/``--val_crop_size`` when it is not set.
+
+    The models are built for one input size, so training and evaluation crops are that size:
+    ``--image_size`` wins; without it, ``--train_crop_size`` (else ``--val_crop_size``) sets it.
+
+    Raises:
+        ValueError: the crop sizes differ from each other or from ``--image_size`` (one line).
+    """
+    train, val = getattr(flags_obj, "train_crop_size", None), getattr(flags_obj, "val_crop_size", None)
+    if train and val and train != val:
+        raise ValueError(f"--train_crop_size={train} and --val_crop_size={val} differ, but a model is built for "
+                         "one input size: use one crop size (and --val_resize_size for the evaluation resize).")
+    crop = train or val
+    if not crop:
+        return
+    if flags_obj.image_size is None:
+        flags_obj.image_size = crop
+    elif flags_obj.image_size != crop:
+        name = "train_crop_size" if train else "val_crop_size"
+        raise ValueError(f"--{name}={crop} differs from --image_size={flags_obj.image_size}, the model's input "
+                         "size; leave --image_size out (the crop size sets it) or make them equal.")
 
 
 @dataclass(frozen=True)
@@ -151,7 +191,8 @@ def batches(
         label_offset: subtracted from stored labels.
 
     Returns:
-        A dataset of ``(images, labels)`` batches.
+        A dataset of ``(images, labels)`` batches; with mixup or cutmix on, training labels are
+        float32 ``[batch, num_classes]`` soft labels.
     """
     def parse_label(record):
         return _check_label(tf.cast(record["label"], tf.int32) - label_offset, num_classes)
@@ -168,10 +209,25 @@ def batches(
 
         ds = records.map(eval_map, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
+    if training and config.mixes_batches:
+        ds = mix_batches(ds, config, num_classes, seed)
     if normalize:
         ds = ds.map(lambda images, labels: (preprocessing.normalize_for(images, config), labels),
                     num_parallel_calls=AUTOTUNE)
     return apply_options(ds.prefetch(AUTOTUNE), options)
+
+
+def mix_batches(ds: tf.data.Dataset, config: PreprocessConfig, num_classes: int,
+                seed: Optional[int]) -> tf.data.Dataset:
+    """Mixup/cutmix of every batch (labels become float [batch, num_classes]), one stateless seed per batch."""
+    def mix(batch, batch_seed):
+        images, labels = batch
+        # A seed stream of its own: the per-image seeds come from the same generator.
+        batch_seed = tf.random.experimental.stateless_fold_in(batch_seed, 0x6D6978)
+        return mixing.mix_batch(images, labels, batch_seed, num_classes=num_classes, mixup_alpha=config.mixup_alpha,
+                                cutmix_alpha=config.cutmix_alpha, p=config.mix_prob)
+
+    return tf.data.Dataset.zip((ds, _seeds(seed))).map(mix, num_parallel_calls=AUTOTUNE)
 
 
 def check_split(split: str, splits: Tuple[str, ...] = ("train", "validation")) -> str:

@@ -13,8 +13,15 @@ When the crop is at least twice the output size, JPEGs are decoded at a reduced 
 downscale needs. Per-image outputs are uint8; :func:`normalize` turns a batch into floats, so it
 can run after batching (vectorised) or on the device.
 
+Optional training augmentations follow the flip, on the uint8 crop (:mod:`datasets.augment`):
+AutoAugment (ImageNet policy), RandAugment or TrivialAugmentWide, then random erasing, as in
+torchvision's reference recipes. Mixup and cutmix are batch-level (:mod:`datasets.mixing`,
+applied by :func:`datasets.pipeline.batches`).
+
 Randomness is stateless: every image gets its own ``[2]`` seed, so the augmentation of an image
-does not depend on thread scheduling and is reproducible with ``--deterministic --seed=N``.
+does not depend on thread scheduling and is reproducible with ``--deterministic --seed=N``. The
+crop and the flip use the two halves of a split of that seed (as before augmentations existed);
+the augmentations use seeds folded from it, so switching them on leaves crops and flips unchanged.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from datasets import augment
 from zoo.recipe import CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, ModelRecipe
 
 __all__ = [
     "EVAL_RESIZE_MODES",
     "PreprocessConfig",
+    "augment_crop",
     "decode_crop",
     "eval_image",
     "normalize",
@@ -60,6 +69,16 @@ class PreprocessConfig:
         interpolation: resize filter, ``bilinear`` or ``bicubic`` (the model recipe's).
         channel_order: ``rgb``, or ``bgr`` for caffe-style models (channels reversed before normalising).
         value_scale: the pixel scale ``mean``/``std`` refer to: 1.0 (0..1) or 255.0 (0..255).
+        auto_augment: ``none``, ``imagenet`` (AutoAugment), ``ra`` (RandAugment) or ``ta_wide``
+            (TrivialAugmentWide), torchvision's names.
+        ra_num_ops: RandAugment's operations per image.
+        ra_magnitude: RandAugment's magnitude bin, ``0 .. magnitude_bins - 1``.
+        magnitude_bins: magnitude bins of RandAugment and TrivialAugmentWide (torchvision: 31).
+        random_erase: probability of erasing one rectangle of a training image.
+        random_erase_value: ``zero`` (the pixel that normalises to 0) or ``random`` (normal noise).
+        mixup_alpha: Beta parameter of batch-level mixup; 0 for off.
+        cutmix_alpha: Beta parameter of batch-level cutmix; 0 for off.
+        mix_prob: probability that a batch is mixed when mixup or cutmix is on.
     """
 
     image_size: int = 224
@@ -77,6 +96,15 @@ class PreprocessConfig:
     interpolation: str = "bilinear"
     channel_order: str = "rgb"
     value_scale: float = 1.0
+    auto_augment: str = "none"
+    ra_num_ops: int = 2
+    ra_magnitude: int = 9
+    magnitude_bins: int = 31
+    random_erase: float = 0.0
+    random_erase_value: str = "zero"
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
@@ -93,13 +121,53 @@ class PreprocessConfig:
         low, high = self.area_range
         if not 0.0 < low <= high <= 1.0:
             raise ValueError(f"area_range must satisfy 0 < min <= max <= 1, got {self.area_range}")
+        self._check_augmentation()
+
+    def _check_augmentation(self) -> None:
+        if self.auto_augment not in augment.AUTO_AUGMENT_POLICIES:
+            raise ValueError(f"auto_augment must be one of {augment.AUTO_AUGMENT_POLICIES}, got {self.auto_augment!r}")
+        if self.magnitude_bins < 2:
+            raise ValueError(f"magnitude_bins must be at least 2, got {self.magnitude_bins}")
+        if not 0 <= self.ra_magnitude < self.magnitude_bins:
+            raise ValueError(f"ra_magnitude must lie in [0, {self.magnitude_bins - 1}] (a magnitude bin), "
+                             f"got {self.ra_magnitude}")
+        if self.ra_num_ops < 0:
+            raise ValueError(f"ra_num_ops must be >= 0, got {self.ra_num_ops}")
+        for name in ("random_erase", "mix_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.random_erase_value not in augment.ERASE_VALUES:
+            raise ValueError(f"random_erase_value must be one of {augment.ERASE_VALUES}, "
+                             f"got {self.random_erase_value!r}")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0 (0: off), got {self.mixup_alpha} "
+                             f"and {self.cutmix_alpha}")
+
+    @property
+    def mixes_batches(self) -> bool:
+        """Whether training batches are mixed (mixup or cutmix), which makes their labels soft."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     @classmethod
     def from_recipe(cls, recipe: ModelRecipe, **overrides) -> PreprocessConfig:
         """The configuration for ``recipe`` (already scaled to ``--image_size``), with overrides.
 
         Overrides whose value is None are ignored, so optional flags can be passed through.
+        ``train_crop_size`` and ``val_crop_size`` (torchvision's names) are checks, not fields: the
+        model is built for ``recipe.input_size``, so both crops must be that size.
+
+        Raises:
+            ValueError: a crop size differs from the model's input size, or ``eval_resize`` is smaller.
         """
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        for name in ("train_crop_size", "val_crop_size"):
+            crop = overrides.pop(name, None)
+            if crop is not None and crop != recipe.input_size:
+                raise ValueError(f"--{name}={crop} differs from the model's input size {recipe.input_size} "
+                                 "(--image_size): the model is built for one size; make them equal.")
+        if overrides.get("eval_resize", recipe.input_size) < recipe.input_size:
+            raise ValueError(f"--val_resize_size={overrides['eval_resize']} is smaller than the crop "
+                             f"{recipe.input_size}: the central crop is taken from the resized image.")
         config = cls(image_size=recipe.input_size, eval_resize=recipe.eval_resize,
                      mean=tuple(recipe.mean), std=tuple(recipe.std), interpolation=recipe.interpolation,
                      channel_order=recipe.channel_order, value_scale=recipe.value_scale)
@@ -209,6 +277,27 @@ def train_image(encoded, seed, config: PreprocessConfig, bboxes: Optional[tf.Ten
     image = _resize(crop, config.image_size, config.antialias, config.interpolation)
     if config.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return augment_crop(image, seed, config)
+
+
+def augment_crop(image: tf.Tensor, seed, config: PreprocessConfig) -> tf.Tensor:
+    """The configured AutoAugment-family policy, then random erasing, of one uint8 training crop.
+
+    Args:
+        image: uint8 [size, size, 3], after the crop and flip.
+        seed: the image's own int64 [2] seed; each augmentation uses a seed folded from it.
+        config: the preprocessing parameters.
+    """
+    if config.auto_augment != "none":
+        image = augment.augment_image(
+            image, tf.random.experimental.stateless_fold_in(seed, 1), policy=config.auto_augment,
+            num_ops=config.ra_num_ops, magnitude=config.ra_magnitude, num_magnitude_bins=config.magnitude_bins,
+            interpolation=config.interpolation)
+    if config.random_erase > 0:
+        image = augment.random_erase(
+            image, tf.random.experimental.stateless_fold_in(seed, 2), config.random_erase, mean=config.mean,
+            std=config.std, value_scale=config.value_scale, bgr=config.channel_order == "bgr",
+            value=config.random_erase_value)
     return image
 
 
