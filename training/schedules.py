@@ -1,36 +1,57 @@
-"""Learning-rate schedules: linear warm-up followed by a per-epoch decay.
+"""Learning-rate schedules: a warm-up followed by a decay, evaluated per epoch or per step.
 
-The recipe's schedule (reference-recipe.md): step ``i`` (0-based) uses ``lr * (i + 1) / warmup_steps``
-while ``i < warmup_steps``; afterwards ``epoch = i // steps_per_epoch`` and the decay is evaluated
-per epoch, e.g. cosine annealing ``lr * (1 + cos(pi * epoch / max_epochs)) / 2``.
+The Ascend recipe's schedule (reference-recipe.md), the defaults: step ``i`` (0-based) uses
+``lr * (i + 1) / warmup_steps`` while ``i < warmup_steps``; afterwards ``epoch = i // steps_per_epoch``
+and the decay is evaluated per epoch from epoch 0, e.g. cosine annealing
+``lr * (1 + cos(pi * epoch / max_epochs)) / 2``.
+
+torchvision's ``references/classification`` schedule is the same pieces put together differently:
+the scheduler steps once per epoch (``unit="epoch"``); the warm-up is ``LinearLR`` (factor from
+``warmup_start_factor`` to 1) or ``ConstantLR`` (factor ``warmup_start_factor``) over the warm-up
+epochs; the decay, joined by ``SequentialLR``, counts its epochs from the end of the warm-up
+(``decay_after_warmup=True``; cosine over ``max_epochs - warmup_epochs``). With
+``--lr_warmup_decay`` unset the warm-up is the Ascend one above.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
 from keras_compat import keras
 
-SCHEDULES = ("cosine", "constant", "piecewise", "exponential")
+SCHEDULES = ("cosine", "constant", "piecewise", "exponential", "polynomial")
+WARMUP_METHODS = ("linear", "constant")
+UNITS = ("epoch", "step")
 
-__all__ = ["SCHEDULES", "WarmupDecaySchedule"]
+__all__ = ["SCHEDULES", "UNITS", "WARMUP_METHODS", "WarmupDecaySchedule"]
 
 
 class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then cosine / constant / piecewise / exponential decay per epoch.
+    """Warm-up, then cosine / constant / piecewise / exponential / polynomial decay.
 
     Args:
         lr: peak learning rate (for the global batch).
         steps_per_epoch: optimizer steps in one epoch (``num_train_images // global_batch``).
-        warmup_epochs: epochs of linear warm-up (may be fractional; 0 disables warm-up).
-        max_epochs: cosine annealing reaches 0 at this epoch.
+        warmup_epochs: epochs of warm-up (may be fractional; 0 disables warm-up).
+        max_epochs: cosine and polynomial reach ``lr_min`` at this epoch.
         kind: one of ``SCHEDULES``.
         boundaries: piecewise: epochs at which the lr is multiplied by ``decay_factor``.
-        decay_factor: piecewise / exponential multiplier.
-        decay_epochs: exponential: epochs between two multiplications by ``decay_factor``.
+        decay_factor: piecewise / exponential multiplier (torchvision's ``--lr-gamma``).
+        decay_epochs: exponential: epochs between two multiplications by ``decay_factor``
+            (torchvision's StepLR ``--lr-step-size``; 1 gives its ExponentialLR).
+        warmup_method: ``linear`` or ``constant`` (one of ``WARMUP_METHODS``).
+        warmup_start_factor: the warm-up's first factor of ``lr`` (torchvision's ``--lr-warmup-decay``);
+            None: the Ascend warm-up ``(i + 1) / warmup_steps`` per step (linear only).
+        lr_min: where cosine and polynomial end.
+        power: polynomial: ``(1 - t / T) ** power``.
+        unit: ``epoch``: the schedule changes at epoch boundaries (torchvision's ``scheduler.step()`` per
+            epoch); ``step``: at every step (fractional epochs). The Ascend warm-up is per step either way.
+        decay_after_warmup: the decay's clock starts at the end of the warm-up (torchvision's
+            ``SequentialLR``) instead of at step 0.
+        decay_steps: exponential: steps between decays, instead of ``decay_epochs``.
     """
 
     def __init__(
@@ -43,12 +64,29 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         boundaries: Sequence[float] = (),
         decay_factor: float = 0.1,
         decay_epochs: float = 1.0,
+        *,
+        warmup_method: str = "linear",
+        warmup_start_factor: Optional[float] = None,
+        lr_min: float = 0.0,
+        power: float = 1.0,
+        unit: str = "epoch",
+        decay_after_warmup: bool = False,
+        decay_steps: Optional[int] = None,
     ) -> None:
         super().__init__()
         if kind not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {kind!r}")
+        if warmup_method not in WARMUP_METHODS:
+            raise ValueError(f"lr_warmup_method must be one of {WARMUP_METHODS}, got {warmup_method!r}")
+        if unit not in UNITS:
+            raise ValueError(f"lr_schedule_unit must be one of {UNITS}, got {unit!r}")
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+        if warmup_method == "constant" and warmup_start_factor is None:
+            raise ValueError("--lr_warmup_method=constant needs --lr_warmup_decay (the factor of the lr during "
+                             "warm-up, e.g. 0.01 as torchvision's default).")
+        if decay_steps is not None and decay_steps < 1:
+            raise ValueError(f"lr_decay_steps must be at least 1, got {decay_steps}")
         self.lr = float(lr)
         self.steps_per_epoch = int(steps_per_epoch)
         self.warmup_epochs = float(warmup_epochs)
@@ -58,23 +96,54 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.boundaries = tuple(float(b) for b in boundaries)
         self.decay_factor = float(decay_factor)
         self.decay_epochs = float(decay_epochs)
+        self.warmup_method = warmup_method
+        self.warmup_start_factor = None if warmup_start_factor is None else float(warmup_start_factor)
+        self.lr_min = float(lr_min)
+        self.power = float(power)
+        self.unit = unit
+        self.decay_after_warmup = bool(decay_after_warmup)
+        self.decay_steps = None if decay_steps is None else int(decay_steps)
+
+    def _decayed(self, step, clock):
+        """The decay's lr at ``clock`` epochs of the decay (``step``: the schedule's step, for ``decay_steps``)."""
+        lr = tf.constant(self.lr, tf.float32)
+        offset = self.warmup_epochs if self.decay_after_warmup else 0.0
+        span = max(self.max_epochs - offset, 1e-9)
+        done = tf.clip_by_value(clock, 0.0, span) / span  # fraction of cosine / polynomial completed
+        if self.kind == "cosine":
+            return self.lr_min + (lr - self.lr_min) * 0.5 * (1.0 + tf.cos(math.pi * done))
+        if self.kind == "polynomial":
+            return self.lr_min + (lr - self.lr_min) * tf.pow(1.0 - done, self.power)
+        if self.kind == "piecewise":
+            drops = tf.add_n([tf.cast(clock >= b, tf.float32) for b in self.boundaries] + [0.0 * clock])
+            return lr * tf.pow(self.decay_factor, drops)
+        if self.kind == "exponential":
+            if self.decay_steps is not None:
+                offset_steps = float(self.warmup_steps) if self.decay_after_warmup else 0.0
+                count = tf.floor(tf.maximum(step - offset_steps, 0.0) / float(self.decay_steps))
+            else:
+                count = tf.floor(tf.maximum(clock, 0.0) / self.decay_epochs)
+            return lr * tf.pow(self.decay_factor, count)
+        return lr + 0.0 * clock
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        epoch = tf.floor(step / self.steps_per_epoch)
-        lr = tf.constant(self.lr, tf.float32)
-        if self.kind == "cosine":
-            decayed = lr * 0.5 * (1.0 + tf.cos(math.pi * epoch / self.max_epochs))
-        elif self.kind == "piecewise":
-            drops = tf.add_n([tf.cast(epoch >= b, tf.float32) for b in self.boundaries] + [0.0 * epoch])
-            decayed = lr * tf.pow(self.decay_factor, drops)
-        elif self.kind == "exponential":
-            decayed = lr * tf.pow(self.decay_factor, tf.floor(epoch / self.decay_epochs))
-        else:
-            decayed = lr + 0.0 * epoch
+        spe = float(self.steps_per_epoch)
+        # The schedule's clock: the epoch (at the epoch's start for per-epoch schedules) and its step.
+        epoch = tf.floor(step / spe) if self.unit == "epoch" else step / spe
+        at = tf.floor(step / spe) * spe if self.unit == "epoch" else step
+        clock = epoch - (self.warmup_epochs if self.decay_after_warmup else 0.0)
+        decayed = self._decayed(at, clock)
         if self.warmup_steps <= 0:
             return decayed
-        warm = lr * (step + 1.0) / float(self.warmup_steps)
+        lr = tf.constant(self.lr, tf.float32)
+        start = self.warmup_start_factor
+        if start is None:  # the Ascend recipe's warm-up, per step
+            warm = lr * (step + 1.0) / float(self.warmup_steps)
+        elif self.warmup_method == "constant":
+            warm = lr * start + 0.0 * step
+        else:  # torchvision's LinearLR: start -> 1 over the warm-up, reaching 1 at its end
+            warm = lr * (start + (1.0 - start) * epoch / self.warmup_epochs)
         return tf.where(step < float(self.warmup_steps), warm, decayed)
 
     def value(self, step: int) -> float:
@@ -85,5 +154,7 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         return dict(
             lr=self.lr, steps_per_epoch=self.steps_per_epoch, warmup_epochs=self.warmup_epochs,
             max_epochs=self.max_epochs, kind=self.kind, boundaries=list(self.boundaries),
-            decay_factor=self.decay_factor, decay_epochs=self.decay_epochs,
+            decay_factor=self.decay_factor, decay_epochs=self.decay_epochs, warmup_method=self.warmup_method,
+            warmup_start_factor=self.warmup_start_factor, lr_min=self.lr_min, power=self.power, unit=self.unit,
+            decay_after_warmup=self.decay_after_warmup, decay_steps=self.decay_steps,
         )
