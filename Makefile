@@ -25,6 +25,7 @@ PY39_SOURCES := main.py registry.py keras_compat.py atomic.py backends datasets 
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
+	$(PY) tools/check_build_deps.py
 	$(PY) -m pytest -q tests
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
 
@@ -39,12 +40,28 @@ test-keras2: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations --exclude-regex '^\.venv' .
+	$(PY) tools/check_build_deps.py
 
 # Benchmarks (not tests); each adds itself as a prerequisite of `bench`. Results: bench/RESULTS.md.
 bench: bench-train-step
 .PHONY: bench-train-step
 bench-train-step: setup
 	$(PY) bench/train_step.py
+
+# Bazel 2.1.0 from the npm registry into .bazel/ (ignored); offline from then on (README, "Bazel").
+BAZEL := .bazel/bazel
+.PHONY: bazel-setup bazel-test bazel-test-all
+bazel-setup: setup
+	third_party/bazel_offline/setup.sh
+
+# Every target built, and the quick tests (tag ci) of each layer, importing only their declared deps.
+bazel-test: bazel-setup
+	$(BAZEL) build --config=ci //...
+	$(BAZEL) test --config=ci --test_tag_filters=ci //...
+
+# Every Bazel test but the slow ones: as long as make test's Keras 3 and Keras 2 passes.
+bazel-test-all: bazel-setup
+	$(BAZEL) test --config=ci --test_tag_filters=-slow //...
 
 clean:
 	rm -rf results .pytest_cache
