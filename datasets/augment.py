@@ -15,7 +15,7 @@ to 0..255).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,11 +26,19 @@ __all__ = [
     "AUTO_AUGMENT_POLICIES",
     "ERASE_VALUES",
     "IMAGENET_POLICY",
-    "auto_augment",
+    "OPS",
+    "Plan",
+    "RAND_OPS",
+    "apply_op",
+    "apply_plan",
     "augment_image",
-    "rand_augment",
+    "auto_augment_plan",
+    "erase_box",
+    "erase_fill",
+    "magnitudes",
+    "rand_augment_plan",
     "random_erase",
-    "trivial_augment_wide",
+    "trivial_augment_plan",
 ]
 
 AUTO_AUGMENT_POLICIES = ("none", "imagenet", "ra", "ta_wide")
@@ -152,53 +160,68 @@ def _size(image: tf.Tensor) -> Tuple[int, int]:
     return int(image.shape[0]), int(image.shape[1])
 
 
-def auto_augment(image: tf.Tensor, seed, interpolation: str = "bilinear",
-                 fill: Optional[Sequence[float]] = None) -> tf.Tensor:
-    """AutoAugment's ImageNet policy: one random sub-policy, each of its two steps applied with its probability."""
-    table = magnitudes("standard", 10, _size(image))
-    ops = [[OPS.index(op) for op, _, _ in sub] for sub in IMAGENET_POLICY]
-    probs = [[p for _, p, _ in sub] for sub in IMAGENET_POLICY]
-    mags = [[0.0 if m is None else table[op][m] for op, _, m in sub] for sub in IMAGENET_POLICY]
+class Plan(NamedTuple):
+    """The random draws of one image's policy: steps to run in order (index into :data:`OPS`).
+
+    Attributes:
+        ops: int32 [steps], the operations.
+        magnitudes: float32 [steps], signed magnitudes.
+        applied: bool [steps], whether each step runs (AutoAugment's per-step probability).
+    """
+
+    ops: tf.Tensor
+    magnitudes: tf.Tensor
+    applied: tf.Tensor
+
+
+def auto_augment_plan(seed, image_size: Tuple[int, int]) -> Plan:
+    """AutoAugment's ImageNet policy: a uniform sub-policy; each of its two steps runs with its probability."""
+    table = magnitudes("standard", 10, image_size)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     policy = tf.random.stateless_uniform([], seeds[0], 0, len(IMAGENET_POLICY), dtype=tf.int32)
     draws = tf.random.stateless_uniform([2], seeds[1])
     coins = tf.random.stateless_uniform([2], seeds[2], 0, 2, dtype=tf.int32)
-    for step in range(2):
-        op = tf.gather(tf.constant([o[step] for o in ops]), policy)
-        p = tf.gather(tf.constant([q[step] for q in probs]), policy)
-        magnitude = _signed(tf.gather(tf.constant([m[step] for m in mags]), policy), op, coins[step])
-        image = _apply_if(draws[step] <= p, image, op, magnitude, interpolation, fill)
+    ops = tf.gather(tf.constant([[OPS.index(op) for op, _, _ in sub] for sub in IMAGENET_POLICY]), policy)
+    probs = tf.gather(tf.constant([[p for _, p, _ in sub] for sub in IMAGENET_POLICY]), policy)
+    values = tf.gather(tf.constant([[0.0 if m is None else table[op][m] for op, _, m in sub]
+                                    for sub in IMAGENET_POLICY]), policy)
+    # torchvision runs a step when its uniform draw is <= the step's probability.
+    return Plan(ops, _signed(values, ops, coins), draws <= probs)
+
+
+def rand_augment_plan(seed, image_size: Tuple[int, int], num_ops: int = 2, magnitude: int = 9,
+                      num_magnitude_bins: int = 31) -> Plan:
+    """RandAugment: ``num_ops`` operations drawn uniformly, each at bin ``magnitude``, random sign."""
+    table = magnitudes("standard", num_magnitude_bins, image_size)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    ops = tf.random.stateless_uniform([num_ops], seeds[0], 0, len(RAND_OPS), dtype=tf.int32)
+    coins = tf.random.stateless_uniform([num_ops], seeds[1], 0, 2, dtype=tf.int32)
+    values = tf.gather(tf.constant([table[op][magnitude] for op in RAND_OPS]), ops)
+    return Plan(ops, _signed(values, ops, coins), tf.ones([num_ops], tf.bool))
+
+
+def trivial_augment_plan(seed, num_magnitude_bins: int = 31) -> Plan:
+    """TrivialAugmentWide: one operation and one magnitude bin drawn uniformly, random sign."""
+    table = magnitudes("wide", num_magnitude_bins, (0, 0))
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    op = tf.random.stateless_uniform([1], seeds[0], 0, len(RAND_OPS), dtype=tf.int32)
+    bin_ = tf.random.stateless_uniform([1], seeds[1], 0, num_magnitude_bins, dtype=tf.int32)
+    coin = tf.random.stateless_uniform([1], seeds[2], 0, 2, dtype=tf.int32)
+    values = tf.gather_nd(tf.constant([table[name] for name in RAND_OPS]), tf.stack([op, bin_], axis=-1))
+    return Plan(op, _signed(values, op, coin), tf.ones([1], tf.bool))
+
+
+def apply_plan(image: tf.Tensor, plan: Plan, interpolation: str = "bilinear",
+               fill: Optional[Sequence[float]] = None) -> tf.Tensor:
+    """Runs the applied steps of ``plan`` on one uint8 image, in order."""
+    for step in range(int(plan.ops.shape[0])):
+        image = _apply_if(plan.applied[step], image, plan.ops[step], plan.magnitudes[step], interpolation, fill)
     return image
 
 
 def _apply_if(condition, image, op, magnitude, interpolation, fill) -> tf.Tensor:
     """``apply_op`` when ``condition`` holds, else the image unchanged."""
     return tf.cond(condition, lambda: apply_op(image, op, magnitude, interpolation, fill), lambda: image)
-
-
-def rand_augment(image: tf.Tensor, seed, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
-                 interpolation: str = "bilinear", fill: Optional[Sequence[float]] = None) -> tf.Tensor:
-    """RandAugment: ``num_ops`` operations drawn uniformly, each at bin ``magnitude``, random sign."""
-    table = magnitudes("standard", num_magnitude_bins, _size(image))
-    values = tf.constant([table[op][magnitude] for op in RAND_OPS])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
-    ops = tf.random.stateless_uniform([max(num_ops, 1)], seeds[0], 0, len(RAND_OPS), dtype=tf.int32)
-    coins = tf.random.stateless_uniform([max(num_ops, 1)], seeds[1], 0, 2, dtype=tf.int32)
-    for i in range(num_ops):
-        image = apply_op(image, ops[i], _signed(tf.gather(values, ops[i]), ops[i], coins[i]), interpolation, fill)
-    return image
-
-
-def trivial_augment_wide(image: tf.Tensor, seed, num_magnitude_bins: int = 31, interpolation: str = "bilinear",
-                         fill: Optional[Sequence[float]] = None) -> tf.Tensor:
-    """TrivialAugmentWide: one operation and one magnitude bin drawn uniformly, random sign."""
-    table = magnitudes("wide", num_magnitude_bins, _size(image))
-    values = tf.constant([table[op] for op in RAND_OPS])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-    op = tf.random.stateless_uniform([], seeds[0], 0, len(RAND_OPS), dtype=tf.int32)
-    bin_ = tf.random.stateless_uniform([], seeds[1], 0, num_magnitude_bins, dtype=tf.int32)
-    coin = tf.random.stateless_uniform([], seeds[2], 0, 2, dtype=tf.int32)
-    return apply_op(image, op, _signed(values[op, bin_], op, coin), interpolation, fill)
 
 
 def erase_box(seed, height: int, width: int, scale=(0.02, 0.33), ratio=(0.3, 3.3), attempts: int = 10):
@@ -269,9 +292,10 @@ def augment_image(image: tf.Tensor, seed, *, policy: str, num_ops: int = 2, magn
     if policy == "none":
         return image
     if policy == "imagenet":
-        return auto_augment(image, seed, interpolation, fill)
+        return apply_plan(image, auto_augment_plan(seed, _size(image)), interpolation, fill)
     if policy == "ra":
-        return rand_augment(image, seed, num_ops, magnitude, num_magnitude_bins, interpolation, fill)
+        plan = rand_augment_plan(seed, _size(image), num_ops, magnitude, num_magnitude_bins)
+        return apply_plan(image, plan, interpolation, fill)
     if policy == "ta_wide":
-        return trivial_augment_wide(image, seed, num_magnitude_bins, interpolation, fill)
+        return apply_plan(image, trivial_augment_plan(seed, num_magnitude_bins), interpolation, fill)
     raise ValueError(f"auto_augment policy must be one of {AUTO_AUGMENT_POLICIES}, got {policy!r}")
