@@ -21,6 +21,17 @@ __all__ = ["TEMP_MARKER", "publish_directory", "publish_file", "write_text"]
 TEMP_MARKER = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; what is published gets the usual permissions.
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 @contextlib.contextmanager
 def publish_directory(path: str, *, replace_empty: bool = True) -> Iterator[str]:
     """Yields a temporary directory that becomes ``path`` when the block ends without error.
@@ -41,6 +52,7 @@ def publish_directory(path: str, *, replace_empty: bool = True) -> Iterator[str]
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{TEMP_MARKER}", dir=parent)
     try:
         yield tmp
+        os.chmod(tmp, _DIR_MODE)
         if os.path.isdir(path):
             os.rmdir(path)  # empty (checked above)
         os.rename(tmp, path)
@@ -65,6 +77,7 @@ def publish_file(path: str, mode: str = "w", **open_kwargs) -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -11,14 +11,41 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import List, Sequence
 
 # Fewer TensorFlow C++ notices on stderr (a few start-up lines are printed regardless).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from typing import List, Sequence
 
-from absl import app, flags, logging
 
-import registry
+def _hide_gpus_for_cpu_runs(argv: List[str], environ=os.environ) -> None:
+    """A CPU run keeps TensorFlow away from CUDA, so that it prints no ``failed call to cuInit`` errors.
+
+    Must run before TensorFlow is imported. For ``--backend=cpu``, and for ``--backend=auto`` (the
+    default) on a machine without an NVIDIA driver, GPUs are hidden (``CUDA_VISIBLE_DEVICES=-1``) and
+    TensorFlow's C++ log keeps only fatal messages unless ``TF_CPP_MIN_LOG_LEVEL`` was set lower than
+    our default: TensorFlow still probes the driver when its devices are first listed, and logs a
+    missing one as an error.
+    """
+    backend = "auto"
+    for i, arg in enumerate(argv):
+        if arg.startswith("--backend="):
+            backend = arg.split("=", 1)[1]
+        elif arg == "--backend" and i + 1 < len(argv):
+            backend = argv[i + 1]
+    no_driver = not (os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl"))
+    if backend == "cpu" or (backend == "auto" and no_driver):
+        if backend == "cpu":
+            environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        if environ.get("TF_CPP_MIN_LOG_LEVEL", "2") == "2":
+            environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+if __name__ == "__main__":
+    _hide_gpus_for_cpu_runs(sys.argv[1:])
+
+from absl import app, flags, logging  # noqa: E402 - after the environment is set for TensorFlow
+
+import registry  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -72,6 +99,9 @@ flags.DEFINE_string("log_dir", None, "Where the log and checkpoints go (default:
 flags.DEFINE_string("log_name", "alexnet_training.log", "Name of the log file.")
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Interval between checkpoints, in steps.", lower_bound=1)
 flags.DEFINE_string("checkpoint_dir", None, "Checkpoint directory (default: --log_dir).")
+flags.DEFINE_bool("allow_recipe_change", False, "Resume a checkpoint although settings that change its meaning "
+                  "differ from the run that wrote it (model, classes, image size, global batch, optimizer, lr "
+                  "schedule); the log says what changed. Without it such a resume is refused (docs/failures.md).")
 
 # -- evaluation, inference and export (docs/evaluation.md) -------------------------------------------
 flags.DEFINE_string("checkpoint_path", None, "evaluate/predict/export: this checkpoint (DIR/model.ckpt-N) "
@@ -126,14 +156,45 @@ flags.DEFINE_enum("interpolation", None, ["bilinear", "bicubic"], "Resize filter
                   "crops (default: the model's).")
 
 # -- the shared optimizer stack ----------------------------------------------------------------------
-flags.DEFINE_enum("optimizer", "momentum", ["momentum", "sgd", "adam", "rmsprop"], "Optimizer.")
-flags.DEFINE_float("optimizer_epsilon", 1e-7, "Epsilon of adam and rmsprop.", lower_bound=0.0)
-flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "piecewise", "exponential"],
-                  "Decay after warm-up, evaluated per epoch.")
+flags.DEFINE_enum("optimizer", "momentum", ["momentum", "sgd", "adam", "rmsprop", "adamw", "lamb", "lars",
+                                             "rmsprop_tf", "rmsprop_torch"],
+                  "Optimizer: momentum (Nesterov with --use_nesterov), sgd, adam, rmsprop (Keras'), adamw "
+                  "(torch's AdamW, decoupled decay), lamb, lars, rmsprop_tf (TF1's: eps inside the root, mean "
+                  "square from 1, as the MobileNet/EfficientNet papers), rmsprop_torch (torch's RMSprop, which "
+                  "torchvision's --opt rmsprop uses with --optimizer_epsilon=0.0316 --rmsprop_decay=0.9).")
+flags.DEFINE_float("optimizer_epsilon", 1e-7, "Epsilon of adam, adamw, lamb and the rmsprops.", lower_bound=0.0)
+flags.DEFINE_float("adam_beta1", 0.9, "adam/adamw/lamb: first-moment decay.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("adam_beta2", 0.999, "adam/adamw/lamb: second-moment decay.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("rmsprop_decay", 0.9, "rmsprop*: decay of the mean square (Keras' rho, torch's alpha).",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("lars_trust_coefficient", 0.001, "lars: trust coefficient eta of the layer-wise rate.",
+                   lower_bound=0.0)
+flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "piecewise", "exponential", "polynomial"],
+                  "Decay after warm-up (see --lr_schedule_unit, --lr_decay_after_warmup).")
 flags.DEFINE_list("lr_decay_boundaries", [], "piecewise: epochs at which the lr is multiplied by "
                   "--lr_decay_factor, e.g. 30,60,80.")
-flags.DEFINE_float("lr_decay_factor", 0.1, "piecewise/exponential: multiplier per decay.", lower_bound=0.0)
-flags.DEFINE_float("lr_decay_epochs", 1.0, "exponential: epochs between decays.", lower_bound=1e-9)
+flags.DEFINE_float("lr_decay_factor", 0.1, "piecewise/exponential: multiplier per decay (torchvision's --lr-gamma).",
+                   lower_bound=0.0)
+flags.DEFINE_float("lr_decay_epochs", 1.0, "exponential: epochs between decays (torchvision's StepLR "
+                   "--lr-step-size; 1 is its ExponentialLR).", lower_bound=1e-9)
+flags.DEFINE_integer("lr_decay_steps", None, "exponential: optimizer steps between decays, instead of "
+                     "--lr_decay_epochs.", lower_bound=1)
+flags.DEFINE_float("lr_min", 0.0, "cosine/polynomial: the lr they end at (torchvision's --lr-min).", lower_bound=0.0)
+flags.DEFINE_float("lr_power", 1.0, "polynomial: (1 - t/T) ** power.", lower_bound=0.0)
+flags.DEFINE_enum("lr_schedule_unit", "epoch", ["epoch", "step"], "epoch: the lr changes at epoch boundaries "
+                  "(the Ascend recipe; torchvision's scheduler.step() per epoch); step: at every step.")
+flags.DEFINE_enum("lr_warmup_method", "linear", ["linear", "constant"], "Warm-up over --warmup_epochs: linear "
+                  "from --lr_warmup_decay x lr to lr, or constant at --lr_warmup_decay x lr.")
+flags.DEFINE_float("lr_warmup_decay", None, "The warm-up's start factor (torchvision's --lr-warmup-decay). Unset: "
+                   "the Ascend warm-up, lr x (i + 1) / warmup_steps at step i.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_bool("lr_decay_after_warmup", False, "The decay counts its epochs from the end of the warm-up "
+                  "(torchvision's SequentialLR: cosine over max_epochs - warmup_epochs) instead of from step 0.")
+flags.DEFINE_bool("model_ema", False, "Keep an exponential moving average of the weights (torchvision's "
+                  "--model-ema); evaluation and export use it, checkpoints save it.")
+flags.DEFINE_float("model_ema_decay", 0.99998, "--model_ema: decay per update before torchvision's adjustment "
+                   "1 - min(1, (1 - decay) x global_batch x model_ema_steps / max_epochs).", lower_bound=0.0,
+                   upper_bound=1.0)
+flags.DEFINE_integer("model_ema_steps", 32, "--model_ema: update the average every this many steps.", lower_bound=1)
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "Compute precision (mixed for bf16/fp16; "
                   "fp16 uses dynamic loss scaling).")
 flags.DEFINE_integer("seed", None, "Random seed of weights, shuffling and augmentation.")
@@ -226,9 +287,15 @@ def main(argv: Sequence[str]) -> int:
     from training import runner  # heavy imports (TensorFlow) only once flags are valid
 
     logging.set_verbosity(logging.INFO)
+    from training.checkpoints import CheckpointSaveError
+    from training.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
+
     try:
         return runner.run(FLAGS)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except TrainingPreempted as e:  # SIGTERM/SIGINT: saved; a distinct code tells schedulers to requeue
+        print(str(e), file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT_CODE
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointSaveError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

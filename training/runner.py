@@ -20,22 +20,24 @@ from backends.base import Backend
 from datasets.base import ImageDataset
 from keras_compat import create_optimizer_variables, set_precision_policy, set_random_seed
 from registry import BACKENDS, DATASETS
+from training import preemption, resume_check, run_lock
 from training.checkpoints import Checkpointer
 from training.consistency import check_weights_in_sync
+from training.ema import checkpoint_has_ema, maybe_ema
 from training.log import TrainLog
-from training.optimizers import build_optimizer
+from training.optimizers import build_optimizer, decay_in_optimizer
 from training.progress import progress_line
 from training.recipe_flags import apply_recipe_defaults, recipe_values_in_use
 from training.schedules import WarmupDecaySchedule
 from training.summaries import attach_summaries
 from training.sync_batch_norm import enable_sync_batch_norm
 from training.trainer import PeriodicHook, TrainConfig, Trainer, TrainResult
-from training.weight_decay import DecayRule
+from training.weight_decay import DecayRule, decay_coefficients
 from training.weight_decay import describe as describe_decay
 from zoo.recipe import ModelRecipe
 
 __all__ = ["dataset_name", "decay_rule", "default_log_dir", "make_backend", "make_dataset", "model_kwargs", "rank_dirs",
-           "restore_exclude", "run", "scaled_lr", "train"]
+           "optimizer_kwargs", "restore_exclude", "run", "scaled_lr", "schedule_kwargs", "train"]
 
 
 def dataset_name(flags: Any) -> str:
@@ -124,9 +126,55 @@ def restore_exclude(flags: Any, recipe: ModelRecipe) -> Sequence[str]:
     return tuple(recipe.classifier) if value is None else tuple(value)
 
 
+def schedule_kwargs(flags: Any) -> dict:
+    """The learning-rate schedule's recipe-stack settings (``WarmupDecaySchedule`` keywords) from flags."""
+    return dict(warmup_method=getattr(flags, "lr_warmup_method", "linear"),
+                warmup_start_factor=getattr(flags, "lr_warmup_decay", None), lr_min=getattr(flags, "lr_min", 0.0),
+                power=getattr(flags, "lr_power", 1.0), unit=getattr(flags, "lr_schedule_unit", "epoch"),
+                decay_after_warmup=getattr(flags, "lr_decay_after_warmup", False),
+                decay_steps=getattr(flags, "lr_decay_steps", None))
+
+
+def optimizer_kwargs(flags: Any) -> dict:
+    """The recipe-stack optimizers' hyper-parameters (``build_optimizer`` keywords) from flags."""
+    return dict(beta1=getattr(flags, "adam_beta1", 0.9), beta2=getattr(flags, "adam_beta2", 0.999),
+                rho=getattr(flags, "rmsprop_decay", 0.9),
+                trust_coefficient=getattr(flags, "lars_trust_coefficient", 0.001))
+
+
+def _log_ema_start(ema, latest: Optional[str], log: TrainLog) -> None:
+    """Says where the weight average starts: the checkpoint's, or the restored weights when it has none."""
+    if ema is None:
+        return
+    log.info(f"--model_ema: decay {ema.decay:.6g} per update (adjusted), every {ema.every_steps} steps")
+    if latest and not checkpoint_has_ema(latest):
+        log.info(f"--model_ema: {latest} holds no weight average (written without --model_ema); the average "
+                 "starts from the restored weights at the next update, evaluation uses the raw weights until then.")
+
+
 def train(flags: Any, backend: Backend, *,
           make_hooks: Optional[Callable[..., Sequence[PeriodicHook]]] = None) -> TrainResult:
     """Trains ``--model`` on ``--dataset`` with the shared optimizer stack (``--mode=train``).
+
+    The run holds the lock of the directories it writes (:mod:`training.run_lock`) and turns SIGTERM
+    and SIGINT into a checkpoint and :class:`training.preemption.TrainingPreempted`.
+
+    Args:
+        flags: parsed flags.
+        backend: the set-up backend.
+        make_hooks: called as ``make_hooks(model=, dataset=, log=, config=)`` once the model
+            exists; returns periodic hooks for the trainer (train_and_evaluate's evaluation).
+    """
+    log_dir, ckpt_dir = rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
+    # Every rank locks its own log directory; only the chief the checkpoint directory all ranks share.
+    locked = [log_dir] + ([ckpt_dir] if flags.do_checkpoint and backend.is_chief else [])
+    with run_lock.holding(locked, warn=logging.warning), preemption.handling():
+        return _train(flags, backend, log_dir, ckpt_dir, make_hooks=make_hooks)
+
+
+def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
+           make_hooks: Optional[Callable[..., Sequence[PeriodicHook]]] = None) -> TrainResult:
+    """:func:`train`, once the run holds its directories.
 
     Args:
         flags: parsed flags.
@@ -146,7 +194,6 @@ def train(flags: Any, backend: Backend, *,
             f"(--batch_size={flags.batch_size} x {backend.num_replicas} replicas); lower --batch_size."
         )
     max_steps = flags.max_train_steps or int(round(flags.max_epochs * steps_per_epoch))
-    log_dir, ckpt_dir = rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
     # A live progress line on a terminal; it reads the step counter of the optimizer built below.
     progress = progress_line(sys.stdout, read_step=lambda: optimizer.iterations.numpy(), total_steps=max_steps,
                              global_batch=global_batch, steps_per_epoch=steps_per_epoch) if backend.is_chief else None
@@ -167,7 +214,7 @@ def train(flags: Any, backend: Backend, *,
     schedule = WarmupDecaySchedule(
         lr, steps_per_epoch, warmup_epochs=flags.warmup_epochs, max_epochs=flags.max_epochs,
         kind=flags.lr_schedule, boundaries=[float(b) for b in flags.lr_decay_boundaries or ()],
-        decay_factor=flags.lr_decay_factor, decay_epochs=flags.lr_decay_epochs,
+        decay_factor=flags.lr_decay_factor, decay_epochs=flags.lr_decay_epochs, **schedule_kwargs(flags),
     )
     with backend.scope():
         model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes, **model_kwargs(flags))
@@ -177,14 +224,22 @@ def train(flags: Any, backend: Backend, *,
         optimizer = build_optimizer(
             flags.optimizer, schedule, momentum=flags.momentum, use_nesterov=flags.use_nesterov,
             epsilon=flags.optimizer_epsilon, loss_scaling=flags.precision == "fp16",
+            decay=decay_coefficients(model, decay_rule(flags, recipe)), **optimizer_kwargs(flags),
         )
         optimizer = backend.wrap_optimizer(optimizer)
         create_optimizer_variables(optimizer, model.trainable_variables)
+        ema = maybe_ema(flags, model, global_batch=global_batch, warmup_steps=schedule.warmup_steps)
 
     checkpointer = None
     if flags.do_checkpoint:
+        settings = resume_check.run_settings(flags, num_classes=num_classes, image_size=recipe.input_size,
+                                             global_batch=global_batch, lr=lr, num_train_examples=num_train)
+        check = resume_check.make_check(settings, allow_change=getattr(flags, "allow_recipe_change", False),
+                                        log=log.info, lr_at=lambda step: schedule.value(max(step - 1, 0)))
         checkpointer = Checkpointer(ckpt_dir, max_to_keep=flags.max_checkpoint_to_save,
-                                    is_chief=backend.is_chief, model=model, optimizer=optimizer)
+                                    is_chief=backend.is_chief, settings=settings, check_settings=check,
+                                    log=log.info, model=model, optimizer=optimizer, **({"ema": ema} if ema else {}))
+        _log_ema_start(ema, checkpointer.latest, log)
     if getattr(flags, "pretrained", None) and not (checkpointer and checkpointer.latest):
         from training.weights import load_weights  # resuming from checkpoint_dir takes precedence
 
@@ -196,14 +251,14 @@ def train(flags: Any, backend: Backend, *,
         num_train_examples=num_train, max_steps=max_steps, iterations_per_loop=flags.iterations_per_loop,
         save_summary_steps=flags.save_summary_steps, save_checkpoints_steps=flags.save_checkpoints_steps,
         label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay, decay=decay_rule(flags, recipe),
-        aux_loss_weights=tuple(recipe.aux_loss_weights),
+        aux_loss_weights=tuple(recipe.aux_loss_weights), decoupled_decay=decay_in_optimizer(flags.optimizer),
     )
     decay_summary = describe_decay(model, config.decay_rule)
     log.info("Weight decay: " + ", ".join(f"{kind} {rate:g} ({count} variables)"
                                           for kind, (count, rate) in sorted(decay_summary.items())))
-    hooks = list(make_hooks(model=model, dataset=dataset, log=log, config=config)) if make_hooks else []
+    hooks = list(make_hooks(model=model, dataset=dataset, log=log, config=config, ema=ema)) if make_hooks else []
     trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
-                      log=log, checkpointer=checkpointer, hooks=hooks)
+                      log=log, checkpointer=checkpointer, hooks=hooks, ema=ema)
 
     def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
         batch = ctx.get_per_replica_batch_size(global_batch) if ctx else flags.batch_size
