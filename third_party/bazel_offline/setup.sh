@@ -38,7 +38,7 @@ sync --override_repository=remote_coverage_tools=$stand_ins/remote_coverage_tool
 build --python_path=$root/.venv/bin/python
 # Bazel's Python stub starts with "/usr/bin/env python": the .venv's, first on the fixed PATH.
 build --action_env=PATH=$root/.venv/bin:/usr/local/bin:/usr/bin:/bin
-test --test_env=PATH=$root/.venv/bin:/usr/local/bin:/usr/bin:/bin
+build --test_env=PATH=$root/.venv/bin:/usr/local/bin:/usr/bin:/bin
 RC
 mv .bazel/local.bazelrc.tmp .bazel/local.bazelrc
 .bazel/bazel --version
