@@ -5,7 +5,8 @@ its own NPU and trains under TensorFlow's default strategy, gradients are averag
 ``npu_device.distribute.all_reduce`` each step, and rank 0's initial variables are broadcast once.
 ``--iterations_per_loop`` becomes the adapter's loop size, so the trainer's ``tf.range`` loop runs on
 the device. Mixed precision is the adapter's ``--precision_mode``; its float16 modes train with the
-adapter's loss-scale optimizer.
+adapter's loss-scale optimizer. Which rank and device this process is comes from its environment
+(:mod:`backends.npu_environment`). docs/npu.md lists every adapter call made here and its source.
 
 ``npu_device`` runs on TensorFlow 2.6, Keras 2 and Python <= 3.9 only: this module keeps to that
 (checked with ``vermin --target=3.9``) and imports the adapter only when the backend is set up.
@@ -24,8 +25,8 @@ from absl import flags, logging
 
 from backends import npu_launch
 from backends.base import Backend
-from backends.rank_table import load_rank_table
-from keras_compat import keras, variable_value
+from backends.npu_environment import LaunchEnvironment, launch_environment
+from keras_compat import variable_value
 from registry import BACKENDS
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "NPUBackend",
     "import_npu_device",
     "parse_npu_options",
-    "rank_from_environment",
 ]
 
 # The adapter's precision modes. Float16 modes need loss scaling; the others do not.
@@ -47,24 +47,30 @@ PRECISION_MODES = ("force_fp32", "must_keep_origin_dtype") + FP16_MODES + BF16_M
 
 flags.DEFINE_enum("precision_mode", "allow_mix_precision", list(PRECISION_MODES),
                   "NPU: the adapter's precision mode (the recipe ran allow_mix_precision, float16 mixed "
-                  "precision with loss scaling). Replaces --precision on NPUs.")
+                  "precision with loss scaling; cube_fp16in_fp32out and the *_fp16/*_bf16 modes need CANN "
+                  "6.3.RC1 or newer). Replaces --precision on NPUs.")
 flags.DEFINE_string("npu_loss_scale", "auto", "NPU: loss scaling with the adapter's NpuLossScaleOptimizer: "
                     "auto (dynamic in float16 precision modes, none otherwise), dynamic, none, or a fixed "
                     "scale such as 1024.")
 flags.DEFINE_bool("npu_hcom_parallel", True, "NPU: overlap gradient all-reduce with back-propagation.")
 flags.DEFINE_enum("npu_op_compiler_cache_mode", None, ["enable", "disable", "force"],
-                  "NPU: cache of compiled operators (default: the adapter's, disable).")
+                  "NPU: cache of compiled operators (default: the adapter's: enable from CANN 7.0.0, disable "
+                  "before).")
 flags.DEFINE_string("npu_op_compiler_cache_dir", None, "NPU: directory of the operator compile cache.")
-flags.DEFINE_bool("npu_deterministic", False, "NPU: deterministic kernels (slower).")
+flags.DEFINE_bool("npu_deterministic", False, "NPU: deterministic kernels (slower; the adapter's "
+                  "deterministic option, CANN 6.3.RC1 or newer).")
 flags.DEFINE_integer("npu_graph_memory_max_size", None, "NPU: bytes of device memory for graphs "
                      "(default: the adapter's).", lower_bound=1)
 flags.DEFINE_integer("npu_variable_memory_max_size", None, "NPU: bytes of device memory for variables "
                      "(default: the adapter's).", lower_bound=1)
 flags.DEFINE_multi_string("npu_option", [], "NPU: any other global option of the adapter, KEY=VALUE "
                           "(repeatable), e.g. --npu_option=op_debug_config=/path/cfg.json; nested options "
-                          "with dots, e.g. dump_config.enable_dump=true.")
-flags.DEFINE_list("npu_device_ids", None, "NPU: devices of this server to use, in rank order (default "
-                  "0..rank_size-1, or the rank table's).")
+                          "with dots, e.g. dump_config.enable_dump=true. VALUE is passed as text, converted "
+                          "only where the adapter's option takes numbers or booleans (e.g. deterministic=1).")
+flags.DEFINE_list("npu_device_ids", None, "NPU: devices of this server to use, in rank order, as logical ids "
+                  "(ASCEND_DEVICE_ID's; equal to the physical ids outside containers). Takes precedence over "
+                  "ASCEND_DEVICE_ID and the rank table's device ids (default: 0..rank_size-1, or the rank "
+                  "table's devices mapped through ASCEND_VISIBLE_DEVICES).")
 flags.DEFINE_list("npu_device_ips", None, "NPU: interconnect addresses of --npu_device_ids, to generate the "
                   "rank table without reading --hccn_conf.")
 flags.DEFINE_string("rank_table_file", None, "NPU: the HCCL rank table (the seed's 8p.json or version 1.0); "
@@ -76,6 +82,8 @@ flags.DEFINE_string("server_id", None, "NPU: this server's id in the rank table 
 flags.DEFINE_string("job_id", "10087", "NPU: JOB_ID given to every rank.")
 flags.DEFINE_bool("bind_cores", False, "NPU: pin each rank to its own slice of this server's CPU cores, "
                   "as the seed's taskset did.")
+
+_UNRESOLVED = object()  # the launch environment, before it is read
 
 _INSTALL_HINT = (
     "The Ascend TensorFlow 2 adapter `npu_device` is not installed. It ships with Huawei's CANN "
@@ -102,28 +110,18 @@ def import_npu_device():
     return npu_device
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def parse_npu_options(items: Sequence[str]) -> Dict[str, Any]:
-    """``["k=v", "a.b=1"]`` -> ``{"k": "v", "a.b": 1}`` (booleans and integers converted).
+def parse_npu_options(items: Sequence[str]) -> Dict[str, str]:
+    """``["k=v", "a.b=1"]`` -> ``{"k": "v", "a.b": "1"}``: values stay text until the adapter's table types them.
 
     Raises:
         ValueError: for an item without ``=`` or with an empty key.
     """
-    options: Dict[str, Any] = {}
+    options: Dict[str, str] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--npu_option={item}: expected KEY=VALUE, e.g. --npu_option=op_debug_config=cfg.json.")
-        options[key.strip()] = _parse_value(value)
+        options[key.strip()] = value.strip()
     return options
 
 
@@ -143,47 +141,6 @@ def _parse_loss_scale(text: str, precision_mode: str) -> Optional[float]:
     if scale < 1.0:
         raise ValueError(f"--npu_loss_scale={text}: use auto, dynamic, none or a fixed scale >= 1 (e.g. 1024).")
     return scale
-
-
-def rank_from_environment(environ: Mapping[str, str], rank_size: int) -> Optional[Tuple[int, int]]:
-    """This process's ``(rank, world_size)`` from the launch environment; None if ``RANK_ID`` is unset.
-
-    Checks what the adapter and HCCL would otherwise fail on later, or silently get wrong.
-
-    Raises:
-        ValueError: naming the variable that is missing or inconsistent, and how to fix it.
-    """
-    env_size = environ.get("RANK_SIZE")
-    if "RANK_ID" not in environ:
-        if env_size not in (None, "", str(rank_size)) and rank_size == 1:
-            raise ValueError(f"RANK_SIZE={env_size} in the environment but --rank_size=1: the adapter would wait "
-                             "for other ranks. Unset RANK_SIZE, or set RANK_ID too to run as one rank of a job.")
-        return None
-    rank_text = environ["RANK_ID"].strip()
-    if not rank_text.isdigit():
-        raise ValueError(f"RANK_ID={environ['RANK_ID']!r}: must be a number, 0..{rank_size - 1}.")
-    rank = int(rank_text)
-    if env_size is None or env_size.strip() != str(rank_size):
-        raise ValueError(f"RANK_ID is set but RANK_SIZE is {env_size!r}, not {rank_size} (--rank_size): set "
-                         f"RANK_SIZE={rank_size} for every rank, or pass the job's --rank_size.")
-    if rank >= rank_size:
-        raise ValueError(f"RANK_ID={rank} is out of range for --rank_size={rank_size} (ranks 0..{rank_size - 1}).")
-    if rank_size > 1:
-        table_file = environ.get("RANK_TABLE_FILE")
-        free_mode = [v for v in npu_launch.RANK_TABLE_FREE_VARS if environ.get(v)]
-        if table_file and free_mode:
-            raise ValueError(f"both RANK_TABLE_FILE and {', '.join(free_mode)} are set; pick one launch mode "
-                             "(a rank table, or the CM_* rank-table-free variables).")
-        if not table_file and not free_mode:
-            raise ValueError("RANK_TABLE_FILE is not set: every rank of a multi-NPU job needs the rank table "
-                             "(or the CM_* rank-table-free variables). Start the job without RANK_ID to have "
-                             "main.py launch all ranks with one.")
-        if table_file:
-            load_rank_table(table_file).check_rank_size(rank_size)
-        if not environ.get("ASCEND_DEVICE_ID", "").strip().isdigit():
-            raise ValueError(f"ASCEND_DEVICE_ID={environ.get('ASCEND_DEVICE_ID')!r}: set it to the NPU this rank "
-                             "drives (a number), as the launcher does.")
-    return rank, rank_size
 
 
 @BACKENDS.register("npu", aliases=("ascend",),
@@ -221,7 +178,8 @@ class NPUBackend(Backend):
         self.environ = os.environ if environ is None else environ
         self._npu = None
         self._handle = None
-        self._identity: Optional[Tuple[int, int]] = None
+        self._env: Any = _UNRESOLVED  # Optional[LaunchEnvironment], read from the environment on first use
+        self._opened: Optional[Tuple[int, int]] = None  # (rank, world size) the opened device reports
 
     @classmethod
     def from_flags(cls, flags_obj: Any) -> NPUBackend:
@@ -259,16 +217,20 @@ class NPUBackend(Backend):
                 "allow_mix_precision_bf16 for bfloat16). Leave --precision at fp32."
             )
 
+    def _launch_env(self) -> Optional[LaunchEnvironment]:
+        if self._env is _UNRESOLVED:
+            self._env = launch_environment(self.environ, self.rank_size)
+        return self._env
+
     def maybe_launch(self, argv: Optional[Sequence[str]]) -> Optional[int]:
-        """Starts one process per NPU when ``--rank_size`` > 1 and ``RANK_ID`` is unset.
+        """Starts one process per NPU when ``--rank_size`` > 1 and this process is not one rank of a job.
 
         Returns:
-            None if this process trains (one device, or one rank of a launched job); otherwise the
-            job's exit code.
+            None if this process trains (one device, or one rank of a job: ``RANK_ID`` or ``CM_*`` set);
+            otherwise the job's exit code.
         """
         self._check_precision()
-        self._identity = rank_from_environment(self.environ, self.rank_size)
-        if self._identity is not None or self.rank_size == 1:
+        if self._launch_env() is not None or self.rank_size == 1:
             return None
         if self.launch_config is None:
             raise ValueError(f"--rank_size={self.rank_size} without RANK_ID: this backend was built without "
@@ -288,39 +250,51 @@ class NPUBackend(Backend):
     # -- device set-up ----------------------------------------------------------------------------
 
     def _device_id(self) -> int:
+        """The logical id to open (docs/npu.md, "Device ids").
+
+        A rank of a job opens its ``ASCEND_DEVICE_ID`` (the launcher's choice, which already gave
+        ``--npu_device_ids`` precedence); a single device is ``--npu_device_ids``, else
+        ``ASCEND_DEVICE_ID``, else 0.
+        """
         text = self.environ.get("ASCEND_DEVICE_ID", "").strip()
-        if text.isdigit():
-            return int(text)
-        return self.device_ids[0] if self.device_ids else 0
+        env = self._launch_env()
+        if env is not None and env.world_size > 1:
+            return int(text)  # launch_environment checked it is a number
+        if self.device_ids:
+            return self.device_ids[0]
+        return int(text) if text.isdigit() else 0
 
     def setup(self) -> None:
         """Sets the adapter's global options, then opens this process's NPU as the default device."""
         self._check_precision()
-        if self._identity is None:
-            self._identity = rank_from_environment(self.environ, self.rank_size)
-        if self._identity is None and self.rank_size > 1:
-            raise ValueError(f"--rank_size={self.rank_size}: set RANK_ID (and RANK_SIZE, ASCEND_DEVICE_ID, "
-                             "RANK_TABLE_FILE) for this process, or let main.py launch the ranks.")
+        env = self._launch_env()
+        if env is None and self.rank_size > 1:
+            raise ValueError(f"--rank_size={self.rank_size}: set RANK_ID, RANK_SIZE, ASCEND_DEVICE_ID and "
+                             "RANK_TABLE_FILE (or the CM_* variables) for this process, or let main.py launch the "
+                             "ranks.")
         npu = import_npu_device()
-        # Options are read when the device opens: all of them first.
+        # Options are read when the device opens: all of them first. NPU_LOOP_SIZE is left alone: the
+        # adapter reads it once, when it is imported; set_loop_size() sets the loop size before each loop.
         global_options = npu.global_options()
         for key, value in self.options.items():
             _set_option(global_options, key, value)
-        # The adapter reads NPU_LOOP_SIZE as the initial loop size; set_loop_size() changes it later.
-        os.environ.setdefault("NPU_LOOP_SIZE", "1")
         device_id = self._device_id()
         try:
             handle = npu.open(device_id).as_default()
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             raise ValueError(f"cannot open NPU {device_id}: {e}") from e
-        rank, world = self._identity or (0, 1)
-        if int(handle.workers_num) != world or int(handle.worker_id) != rank:
+        rank, world = int(handle.worker_id), int(handle.workers_num)
+        expected_world = env.world_size if env else 1
+        if world != expected_world or (env is not None and env.rank is not None and rank != env.rank):
             raise ValueError(
-                f"the adapter sees rank {handle.worker_id} of {handle.workers_num} but this process is rank {rank} "
-                f"of {world} (RANK_ID/RANK_SIZE, --rank_size); make them agree."
+                f"the adapter sees rank {rank} of {world} but this process is rank "
+                f"{env.rank if env else 0} of {expected_world} (RANK_ID/RANK_SIZE or CM_WORKER_SIZE, --rank_size); "
+                "make them agree."
             )
-        self._npu, self._handle = npu, handle
-        logging.info("Opened NPU %d as rank %d of %d, precision_mode=%s", device_id, rank, world, self.precision_mode)
+        self._npu, self._handle, self._opened = npu, handle, (rank, world)
+        mode = env.mode if env else "single device"
+        logging.info("Opened NPU %d as rank %d of %d (%s), precision_mode=%s", device_id, rank, world, mode,
+                     self.precision_mode)
 
     def create_strategy(self) -> tf.distribute.Strategy:
         # One device per process: TensorFlow's default strategy; the adapter places ops on the NPU.
@@ -336,13 +310,22 @@ class NPUBackend(Backend):
 
     @property
     def rank(self) -> int:
-        if self._identity is None:
-            self._identity = rank_from_environment(self.environ, self.rank_size)
-        return self._identity[0] if self._identity else 0
+        if self._opened is not None:
+            return self._opened[0]
+        env = self._launch_env()
+        if env is None:
+            return 0
+        if env.rank is None:
+            raise RuntimeError("in the rank-table-free mode (CM_*) the rank is known once the device is open: "
+                               "call setup() first.")
+        return env.rank
 
     @property
     def world_size(self) -> int:
-        return self.rank_size
+        if self._opened is not None:
+            return self._opened[1]
+        env = self._launch_env()
+        return env.world_size if env else self.rank_size
 
     @property
     def num_replicas(self) -> int:
@@ -420,12 +403,17 @@ class NPUBackend(Backend):
         """
         if self.loss_scale is None:
             return optimizer
-        if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
-            optimizer = optimizer.inner_optimizer  # never scale twice
+        # The optimizer is never loss-scaled already: --precision (the Keras loss scaling) must be fp32 here.
         factory = self._adapter.train.optimizer.NpuLossScaleOptimizer
-        if self.loss_scale == 0.0:
-            return factory(optimizer, dynamic=True)
-        return factory(optimizer, dynamic=False, initial_scale=self.loss_scale)
+        try:
+            if self.loss_scale == 0.0:
+                return factory(optimizer, dynamic=True)
+            return factory(optimizer, dynamic=False, initial_scale=self.loss_scale)
+        except TypeError as e:  # a Keras 3 optimizer: the adapter's class is Keras 2's
+            raise ValueError(
+                f"npu_device's NpuLossScaleOptimizer cannot wrap {type(optimizer).__module__}."
+                f"{type(optimizer).__name__}: the adapter runs on Keras 2 (TensorFlow 2.6's tf.keras); with a newer "
+                f"TensorFlow set TF_USE_LEGACY_KERAS=1. ({' '.join(str(e).split())[:200]})") from e
 
     def describe(self) -> str:
         scale = "none" if self.loss_scale is None else ("dynamic" if self.loss_scale == 0.0 else f"{self.loss_scale:g}")
@@ -442,14 +430,42 @@ def _int_list(values: Optional[Sequence[str]], flag: str) -> Optional[List[int]]
         raise ValueError(f"{flag}={','.join(values)}: expected NPU ids (numbers), e.g. {flag}=0,1,2,3.") from None
 
 
+def _typed_value(value: Any, option: Any) -> Any:
+    """Text from the command line as the adapter's option expects it.
+
+    An option with a list of allowed values (``configs/*.py`` in the adapter) gets the allowed value
+    whose text matches, case aside (``"1"`` -> ``1`` for ``deterministic``, ``"true"`` -> ``True`` for
+    ``hcom_parallel``, ``"false"`` stays ``"false"`` for ``jit_compile``); any other option gets the
+    text, which is what the adapter passes on anyway.
+    """
+    allowed = getattr(option, "optional", None)
+    if not isinstance(value, str) or not isinstance(allowed, (list, tuple)):
+        return value
+    for candidate in allowed:
+        if candidate is not None and str(candidate).lower() == value.strip().lower():
+            return candidate
+    return value  # not allowed: the adapter refuses it below, and the message lists what is
+
+
 def _set_option(options: Any, key: str, value: Any) -> None:
-    """Sets ``options.<key>`` (dots reach nested option groups) with a message naming the flag."""
-    target = options
+    """Sets ``options.<key>`` (dots reach nested option groups) as the adapter's option types expect.
+
+    Raises:
+        ValueError: one line naming the option and, for a refused value, its allowed values.
+    """
     parts = key.split(".")
+    group, option = options, None
     try:
         for part in parts[:-1]:
-            target = getattr(target, part)
-        setattr(target, parts[-1], value)
-    except (AttributeError, ValueError) as e:
-        raise ValueError(f"npu_device rejected the global option {key}={value!r}: {e}. Check --npu_option and "
-                         "the adapter's documented options.") from e
+            group = getattr(group, part)
+        option = getattr(group, parts[-1], None)
+        setattr(group, parts[-1], _typed_value(value, option))
+    except (AttributeError, TypeError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        if option is None:
+            raise ValueError(f"npu_device has no option {key} ({detail}); check --npu_option (nested options as "
+                             "group.option, e.g. dump_config.enable_dump).") from None
+        allowed = getattr(option, "optional", None)
+        values = ", ".join(str(a) for a in allowed if a is not None) if isinstance(allowed, (list, tuple)) else "text"
+        raise ValueError(f"npu_device refused the option {key}={value!r} ({type(e).__name__}: {detail}); "
+                         f"allowed values of {key}: {values}.") from None

@@ -15,11 +15,12 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import run_dir
 from backends import rank_table as rt
+from backends.npu_environment import CM_VARS, logical_device_id, physical_device_id
 
 __all__ = ["NpuLaunchConfig", "RankPlan", "cpu_slices", "launch_npu_ranks", "plan_ranks", "resolve_rank_table"]
 
 # Variables of the rank-table-free launch mode; mixing them with a rank table is an error for HCCL.
-RANK_TABLE_FREE_VARS = ("CM_CHIEF_IP", "CM_CHIEF_PORT", "CM_CHIEF_DEVICE", "CM_WORKER_SIZE")
+RANK_TABLE_FREE_VARS = CM_VARS
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class NpuLaunchConfig:
         rank_size: devices in the whole job.
         group_size: servers in the job (1: this one only).
         rank_table_file: an existing rank table; None to generate one for this server.
-        device_ids: NPUs to use when generating the table (default 0..rank_size-1).
+        device_ids: NPUs to use, logical ids (``ASCEND_DEVICE_ID``'s), one per local rank in rank order;
+            they take precedence over a given table's device ids (default: 0..rank_size-1 when
+            generating, the table's devices otherwise).
         device_ips: their addresses when generating (default: read from ``hccn_conf``).
         hccn_conf: the driver's file with each NPU's address.
         server_id: this server's id in the rank table (needed if it lists several servers).
@@ -64,7 +67,7 @@ class RankPlan:
 
     Attributes:
         rank: its global rank.
-        device_id: the NPU it drives.
+        device_id: the NPU it drives, as the logical id it gets in ``ASCEND_DEVICE_ID``.
         env: variables added to its environment.
         cpus: CPU cores it is pinned to (None: not pinned).
     """
@@ -75,8 +78,11 @@ class RankPlan:
     cpus: Optional[List[int]] = None
 
 
-def resolve_rank_table(config: NpuLaunchConfig) -> rt.RankTable:
+def resolve_rank_table(config: NpuLaunchConfig, environ: Optional[Mapping[str, str]] = None) -> rt.RankTable:
     """The job's rank table: ``--rank_table_file``, or a new one for this server written under ``base_dir``.
+
+    A generated table lists the physical ids of ``config.device_ids`` (logical ids, mapped through
+    ``ASCEND_VISIBLE_DEVICES`` in ``environ``), as HCCL and ``/etc/hccn.conf`` number them.
 
     Raises:
         rank_table.RankTableError: for a bad or mismatching table, or missing device addresses.
@@ -100,12 +106,15 @@ def resolve_rank_table(config: NpuLaunchConfig) -> rt.RankTable:
         raise rt.RankTableError(
             f"--npu_device_ids lists {len(device_ids)} NPU(s) but --rank_size={config.rank_size}; give one id per rank."
         )
-    if config.device_ips:
+    if config.device_ips:  # checked here, used below
         if len(config.device_ips) != len(device_ids):
             raise rt.RankTableError(
                 f"--npu_device_ips lists {len(config.device_ips)} address(es) for {len(device_ids)} NPU(s); give "
                 "one address per NPU, in the order of --npu_device_ids."
             )
+    environ = os.environ if environ is None else environ
+    device_ids = [physical_device_id(d, environ) for d in device_ids]
+    if config.device_ips:
         addresses = dict(zip(device_ids, config.device_ips))
     else:
         addresses = rt.read_hccn_conf(config.hccn_conf)
@@ -128,14 +137,18 @@ def cpu_slices(cpus: Sequence[int], count: int) -> List[List[int]]:
     return [cpus[i * per:(i + 1) * per] for i in range(count)]
 
 
-def plan_ranks(config: NpuLaunchConfig, table: rt.RankTable, *,
-               available_cpus: Optional[Sequence[int]] = None) -> List[RankPlan]:
+def plan_ranks(config: NpuLaunchConfig, table: rt.RankTable, *, available_cpus: Optional[Sequence[int]] = None,
+               environ: Optional[Mapping[str, str]] = None) -> List[RankPlan]:
     """One :class:`RankPlan` per NPU of this server in ``table``.
+
+    Each rank's ``ASCEND_DEVICE_ID`` is a logical id: ``config.device_ids`` in rank order if given,
+    else the table's physical ``device_id`` mapped through ``ASCEND_VISIBLE_DEVICES``.
 
     Args:
         config: launch settings.
         table: the validated rank table (with its ``path``).
         available_cpus: cores to split for ``bind_cores`` (default: this process's affinity).
+        environ: the environment the ranks start from (default ``os.environ``).
     """
     if not table.path:
         raise ValueError("plan_ranks: the rank table must have been written to a file (RANK_TABLE_FILE).")
@@ -145,17 +158,25 @@ def plan_ranks(config: NpuLaunchConfig, table: rt.RankTable, *,
         if available_cpus is None:
             available_cpus = sorted(os.sched_getaffinity(0))
         slices = list(cpu_slices(available_cpus, len(local)))
+    environ = os.environ if environ is None else environ
+    if config.device_ids:
+        if len(config.device_ids) != len(local):
+            raise ValueError(f"--npu_device_ids lists {len(config.device_ids)} NPU(s) but the rank table has "
+                             f"{len(local)} rank(s) on this server; give one logical id per local rank.")
+        logical = [int(d) for d in config.device_ids]
+    else:
+        logical = [logical_device_id(d.device_id, environ) for d in local]
     plans = []
-    for device, cpus in zip(local, slices):
+    for device, device_id, cpus in zip(local, logical, slices):
         env = {
             "RANK_SIZE": str(config.rank_size),
             "RANK_ID": str(device.rank_id),
-            "ASCEND_DEVICE_ID": str(device.device_id),
-            "DEVICE_ID": str(device.device_id),
+            "ASCEND_DEVICE_ID": str(device_id),
+            "DEVICE_ID": str(device_id),
             "JOB_ID": str(config.job_id),
             "RANK_TABLE_FILE": os.path.abspath(table.path),
         }
-        plans.append(RankPlan(device.rank_id, device.device_id, env, cpus))
+        plans.append(RankPlan(device.rank_id, device_id, env, cpus))
     return plans
 
 
@@ -189,8 +210,8 @@ def launch_npu_ranks(command: Sequence[str], config: NpuLaunchConfig, *,
     check_launch_environment(base_env)
     for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE"):
         base_env.pop(var, None)  # set per rank below
-    table = resolve_rank_table(config)
-    plans = plan_ranks(config, table)
+    table = resolve_rank_table(config, base_env)
+    plans = plan_ranks(config, table, environ=base_env)
     print(
         f"npu launcher: {len(plans)} rank(s) of {config.rank_size} on this server, NPUs "
         f"{[p.device_id for p in plans]}, rank table {table.path}, logs in {config.base_dir}/<rank>",

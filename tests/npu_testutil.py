@@ -1,10 +1,11 @@
-"""Helpers for the NPU tests: the recording ``npu_device`` stand-in, rank tables, recorded calls."""
+"""Helpers for the NPU tests: the ``npu_device`` stand-in, rank tables, recorded calls, rank processes."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import subprocess
 import sys
 from typing import Dict, Iterator, List
 
@@ -12,6 +13,15 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 FAKES = os.path.join(TESTS, "fakes")  # holds the npu_device stand-in package
 WORKER = os.path.join(TESTS, "npu_rank_worker.py")
+COLLECTIVE_WORKER = os.path.join(TESTS, "npu_collective_worker.py")
+# What a launched rank or a hand-started one may find in its environment; cleared for every test process.
+LAUNCH_VARS = ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "JOB_ID",
+               "CM_CHIEF_IP", "CM_CHIEF_PORT", "CM_CHIEF_DEVICE", "CM_WORKER_SIZE", "CM_WORKER_IP",
+               "ASCEND_VISIBLE_DEVICES", "NPU_LOOP_SIZE")
+# Huawei's documented rank-table-free environment (HCCL user guide, "configuring resource information with
+# environment variables", CANN 8.0.0): one job of 8 devices, this worker on the chief's host.
+HUAWEI_CM_ENV = {"CM_CHIEF_IP": "192.168.1.1", "CM_CHIEF_PORT": "6000", "CM_CHIEF_DEVICE": "0",
+                 "CM_WORKER_SIZE": "8", "CM_WORKER_IP": "192.168.0.1", "HCCL_SOCKET_FAMILY": "AF_INET"}
 
 # The seed's scripts/8p.json, verbatim.
 SEED_8P_JSON = """{"group_count": "1","group_list":
@@ -62,22 +72,27 @@ def write_hccn_conf(path: str, n: int) -> str:
 def standin_env(log_dir: str, **extra: str) -> Dict[str, str]:
     """Environment for a ``main.py`` process that imports the stand-in and records to ``log_dir``."""
     env = dict(os.environ)
-    for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "JOB_ID"):
+    for var in LAUNCH_VARS:
         env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([FAKES, ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["NPU_STANDIN_LOG_DIR"] = str(log_dir)
+    env["NPU_STANDIN_RENDEZVOUS_DIR"] = str(log_dir)  # where rank 0 publishes its port: private to the test
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["TF_USE_LEGACY_KERAS"] = "1"  # the adapter runs on Keras 2 only (TensorFlow 2.6's tf.keras)
     env.update(extra)
     return env
 
 
 def read_calls(log_dir: str) -> Dict[str, List[Dict]]:
-    """Recorded calls per process file (``calls-rank<R>-<pid>.jsonl``), keyed by ``rank<R>``."""
+    """Recorded calls per process (``calls-<pid>.jsonl``), keyed by ``rank<R>`` from the process's ``open``
+    (``pid<P>`` for a process that opened no device)."""
     out: Dict[str, List[Dict]] = {}
     for path in sorted(glob.glob(os.path.join(str(log_dir), "calls-*.jsonl"))):
-        rank = os.path.basename(path).split("-")[1]
         with open(path, encoding="utf-8") as f:
-            out.setdefault(rank, []).extend(json.loads(line) for line in f if line.strip())
+            calls = [json.loads(line) for line in f if line.strip()]
+        opened = events(calls, "open")
+        key = f"rank{opened[0]['worker_id']}" if opened else "pid" + os.path.basename(path)[6:-6]
+        out[key] = calls
     return out
 
 
@@ -98,9 +113,8 @@ def standin_session(monkeypatch) -> Iterator:
     probing for the adapter, for one) do not find it.
     """
     monkeypatch.syspath_prepend(FAKES)
-    for var in ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TABLE_FILE", "NPU_STANDIN_LOG_DIR"):
+    for var in LAUNCH_VARS + ("NPU_STANDIN_LOG_DIR",):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NPU_LOOP_SIZE", "1")  # the backend sets it; removed again at the end
     drop_standin_modules()
     import npu_device
     from npu_device import _standin
@@ -118,3 +132,29 @@ def drop_standin_modules() -> None:
     for name in list(sys.modules):
         if name == "npu_device" or name.startswith("npu_device."):
             del sys.modules[name]
+
+
+def start_ranks(script_args: List[List[str]], envs: List[Dict[str, str]]) -> List[subprocess.Popen]:
+    """Starts one ``tests/npu_collective_worker.py`` process per rank (its own output in ``<out>.log``)."""
+    procs = []
+    for args, env in zip(script_args, envs):
+        procs.append(subprocess.Popen([sys.executable, COLLECTIVE_WORKER] + args, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def wait_ranks(procs: List[subprocess.Popen], timeout: float = 300) -> List[str]:
+    """Waits for every rank; returns their outputs; fails with them if one failed."""
+    outputs = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=timeout)
+            outputs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    failed = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
+    assert not failed, f"rank(s) failed {failed}:\n" + "\n---\n".join(o[-3000:] for o in outputs)
+    return outputs

@@ -99,6 +99,41 @@ def test_bind_cores_gives_each_rank_its_own_cores(tmp_path):
     assert max(cpus[0]) < min(cpus[1])  # contiguous slices in rank order, as the seed's taskset ranges
 
 
+def test_in_a_container_ranks_get_logical_device_ids(tmp_path):
+    """The rank table names physical NPUs 4..7; a container that mounts them sees them as logical 0..3."""
+    table = v1_0_table(4)
+    for rank, device in enumerate(table["server_list"][0]["device"]):
+        device["device_id"] = str(7 - rank)  # rank r on physical NPU 7 - r
+    table_path = write_json(tmp_path / "4p.json", table)
+    env = dict(os.environ, ASCEND_VISIBLE_DEVICES="4-7")
+    assert _backend(tmp_path, 4, environ=env, rank_table_file=table_path).maybe_launch([WORKER]) == 0
+    assert [r["env"]["ASCEND_DEVICE_ID"] for r in _records(tmp_path, 4)] == ["3", "2", "1", "0"]
+
+
+def test_generated_tables_list_physical_ids_of_the_logical_ones(tmp_path):
+    env = dict(os.environ, ASCEND_VISIBLE_DEVICES="4,5,6,7")
+    assert _backend(tmp_path, 2, environ=env, device_ids=[1, 0]).maybe_launch([WORKER]) == 0
+    assert [r["env"]["ASCEND_DEVICE_ID"] for r in _records(tmp_path, 2)] == ["1", "0"]
+    table = rt.load_rank_table(str(tmp_path / "results" / "rank_table.json"))
+    assert [(d.rank_id, d.device_id, d.device_ip) for d in table.devices] == [
+        (0, 5, "192.168.105.101"), (1, 4, "192.168.104.101")]  # hccn.conf addresses of physical 5 and 4
+
+
+def test_npu_device_ids_take_precedence_over_the_rank_tables(tmp_path):
+    table_path = write_json(tmp_path / "2p.json", v1_0_table(2))
+    assert _backend(tmp_path, 2, rank_table_file=table_path, device_ids=[6, 3]).maybe_launch([WORKER]) == 0
+    assert [r["env"]["ASCEND_DEVICE_ID"] for r in _records(tmp_path, 2)] == ["6", "3"]
+    with pytest.raises(ValueError, match="--npu_device_ids lists 1 NPU.*2 rank"):
+        _backend(tmp_path, 2, rank_table_file=table_path, device_ids=[6]).maybe_launch([WORKER])
+
+
+def test_a_rank_table_device_outside_the_container_is_refused(tmp_path):
+    table_path = write_json(tmp_path / "2p.json", v1_0_table(2))  # physical NPUs 0 and 1
+    env = dict(os.environ, ASCEND_VISIBLE_DEVICES="4-7")
+    with pytest.raises(ValueError, match="NPU 0 .*is not mounted in this container"):
+        _backend(tmp_path, 2, environ=env, rank_table_file=table_path).maybe_launch([WORKER])
+
+
 def test_cpu_slices():
     assert npu_launch.cpu_slices(range(192), 8)[1] == list(range(24, 48))  # the seed's 24 cores per NPU
     assert npu_launch.cpu_slices([5, 1, 3, 7, 9], 2) == [[1, 3], [5, 7]]
@@ -112,7 +147,7 @@ def test_cpu_slices():
     ({"device_ids": [0, 1]}, {}, "--npu_device_ids lists 2 NPU.*--rank_size=4"),
     ({"device_ips": ["10.1.1.1"]}, {}, "--npu_device_ips lists 1 address"),
     ({"group_size": 2}, {}, "needs the cluster's rank table"),
-    ({}, {"CM_CHIEF_IP": "10.0.0.1"}, "rank-table-free launch mode"),
+    ({}, {"CM_CHIEF_IP": "10.0.0.1"}, "rank-table-free mode: CM_CHIEF_PORT, CM_CHIEF_DEVICE, CM_WORKER_SIZE"),
 ])
 def test_bad_launch_settings_fail_before_any_rank_starts(tmp_path, launch, environ_extra, message):
     if launch.get("rank_table_file") == "SEED":

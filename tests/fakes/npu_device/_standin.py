@@ -1,10 +1,9 @@
 """The stand-in's recorder and the checks it makes on the caller.
 
-Every call the backend makes on the documented API is appended to :data:`CALLS` and, when the
+Every call the backend makes on the adapter's API is appended to :data:`CALLS` and, when the
 environment variable ``NPU_STANDIN_LOG_DIR`` is set, written as one JSON line to
-``<dir>/calls-rank<RANK_ID>-<pid>.jsonl`` so that tests can read what a ``main.py`` process did.
-Misuse the real adapter would punish (options after ``open``, variables created before
-``as_default``, collectives before ``open``) raises here.
+``<dir>/calls-<pid>.jsonl`` so that tests can read what a ``main.py`` process did (the rank is in
+the ``open`` event: in the rank-table-free mode it is known only once the device is open).
 """
 
 import gc
@@ -40,7 +39,7 @@ def record(event, **data):
         CALLS.append(entry)
         log_dir = os.environ.get("NPU_STANDIN_LOG_DIR")
         if log_dir:
-            name = f"calls-rank{os.environ.get('RANK_ID', 'none')}-{os.getpid()}.jsonl"
+            name = f"calls-{os.getpid()}.jsonl"
             with open(os.path.join(log_dir, name), "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry, default=str) + "\n")
     return entry
@@ -84,6 +83,7 @@ def reset():
         STATE.creator_scope.__exit__(None, None, None)
     STATE.__init__()
     CALLS.clear()
-    from npu_device import _options
+    from npu_device import _hccl, _options
 
+    _hccl.close()
     _options.reset()

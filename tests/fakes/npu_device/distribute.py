@@ -1,50 +1,91 @@
-"""``npu_device.distribute``: HCCL collectives, as identities on one process, recorded."""
+"""``npu_device.distribute``: HCCL collectives (``distribute/hccl.py``), real across the test's rank processes.
+
+Signatures and behaviour follow the adapter: both functions do nothing outside a cluster worker
+(``workers_num > 1``); ``all_reduce`` takes a tensor or a list (``None`` entries kept), reduces with
+``sum``/``prod``/``max``/``min`` and makes ``mean`` a sum times ``1 / workers`` (integers: divided);
+``broadcast`` assigns the root's values to the given variables and returns nothing. The values
+travel through :mod:`npu_device._hccl`; each collective that runs (not just each one traced) is
+recorded as ``all_reduce_run``/``broadcast_run``.
+"""
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from npu_device import _standin
+from npu_device import _hccl, _standin
 
-_REDUCTIONS = ("mean", "sum", "max", "min", "prod")
+_REDUCTIONS = ("mean", "sum", "prod", "max", "min")
 
 
-def _is_cluster_worker():
+def _cluster():
     handle = _standin.STATE.handle
-    return handle is not None and handle.is_cluster_worker()
+    return handle if handle is not None and handle.is_cluster_worker() else None
 
 
-def _count_run(n):
-    _standin.record("all_reduce_run", n=int(n))
-    return np.int64(n)
+def _run(op, tensors, reduction=None, root=None):
+    """Runs one collective over ``tensors`` (a list), in graph or eager mode; returns new tensors."""
+    for t in tensors:
+        if t.dtype.name not in _hccl.SUPPORTED_DTYPES:
+            raise TypeError(f"HCCL cannot {op} {t.dtype.name} tensors; supported: {', '.join(_hccl.SUPPORTED_DTYPES)}")
+
+    traced = not tf.executing_eagerly()
+
+    def collective(*arrays):
+        result = _hccl.communicator().run(op, [np.asarray(a) for a in arrays], reduction=reduction, root=root)
+        _standin.record(f"{op}_run", n=len(arrays), reduction=reduction, traced=traced)
+        return [np.array(r, dtype=a.dtype) for r, a in zip(result, arrays)]
+
+    out = tf.numpy_function(collective, list(tensors), [t.dtype for t in tensors], stateful=True)
+    out = list(out) if isinstance(out, (list, tuple)) else [out]
+    for o, t in zip(out, tensors):
+        o.set_shape(t.shape)
+    return out
 
 
 def all_reduce(values, reduction="mean", fusion=1, fusion_id=-1, group="hccl_world_group"):
-    """Identity (this process stands in for every rank); each execution is recorded."""
-    _standin.require_open("all_reduce")
+    """All-reduces ``values`` across the cluster's ranks (identity outside a cluster)."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     is_list = isinstance(values, (list, tuple))
     items = list(values) if is_list else [values]
-    _standin.record("all_reduce", n=len(items), reduction=reduction, traced=not tf.executing_eagerly(),
-                    dtypes=sorted({str(v.dtype.name) for v in items if v is not None}))
-    if not _is_cluster_worker():
-        return values  # the adapter skips collectives outside a cluster
-    if tf.executing_eagerly():
-        return [None if v is None else tf.identity(v) for v in items] if is_list else tf.identity(values)
-    # A py_function in the graph records every run of the collective, not just its tracing.
-    ran = tf.py_function(_count_run, [tf.constant(len(items), tf.int64)], tf.int64)
-    with tf.control_dependencies([ran]):
-        out = [None if v is None else tf.identity(v) for v in items]
-    return out if is_list else out[0]
+    present = [tf.convert_to_tensor(v) for v in items if v is not None]
+    _standin.record("all_reduce", n=len(present), reduction=reduction, traced=not tf.executing_eagerly(),
+                    dtypes=sorted({t.dtype.name for t in present}))
+    handle = _cluster()
+    if handle is None:
+        logging.info("Skip all reduce as current process is not npu cluster worker")
+        return values
+    reduced = _run("all_reduce", present, reduction="sum" if reduction == "mean" else reduction)
+    if reduction == "mean":
+        reduced = [r * tf.cast(1.0 / handle.workers_num, r.dtype) if r.dtype.is_floating
+                   else tf.divide(r, tf.cast(handle.workers_num, r.dtype)) for r in reduced]
+    reduced = list(reduced)
+    results = [None if v is None else reduced.pop(0) for v in items]
+    return results if is_list else results[0]
 
 
 def broadcast(values, root_rank=0, fusion=2, fusion_id=0, group="hccl_world_group"):
-    """Identity; checks that every variable was created on the opened NPU."""
-    _standin.require_open("broadcast")
+    """Assigns rank ``root_rank``'s values to ``values`` (variables) on every rank; returns None."""
     items = list(values) if isinstance(values, (list, tuple)) else [values]
     early = [v.name for v in items if not _standin.created_on_device(v)]
     _standin.record("broadcast", n=len(items), root_rank=root_rank, eager=tf.executing_eagerly(),
                     created_before_open=early, dtypes=sorted({v.dtype.name for v in items}))
+    if _cluster() is None:
+        logging.info("Skip broadcast as current process is not npu cluster worker")
+        return
     if early:
         raise RuntimeError(f"broadcast of {len(early)} variable(s) created before npu_device.open().as_default() "
                            f"(they live on the host, not the NPU): {early[:5]}")
+    received = _run("broadcast", [v.read_value() for v in items], root=root_rank)
+    for variable, value in zip(items, received):
+        variable.assign(value)
+
+
+def shard_and_rebatch_dataset(dataset, global_bs):
+    """This rank's shard of ``dataset`` and the per-rank batch size (``global_bs`` / ranks)."""
+    handle = _cluster()
+    if handle is None:
+        return dataset, global_bs
+    if global_bs % handle.workers_num != 0:
+        raise ValueError(f"Batch size must be divisible by num npus: {handle.workers_num}")
+    return dataset.shard(handle.workers_num, handle.worker_id), int(global_bs / handle.workers_num)

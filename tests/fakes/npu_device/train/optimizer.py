@@ -1,55 +1,123 @@
-"""``npu_device.train.optimizer.NpuLossScaleOptimizer``: a real Keras loss-scale optimizer, recorded.
+"""``npu_device.train.optimizer.NpuLossScaleOptimizer`` (``train/optimizer/npu_loss_scale_optimizer.py``).
 
-The adapter's class subclasses Keras 2's ``LossScaleOptimizer`` (only its overflow check differs,
-reading the NPU's float status). The stand-in returns a subclass of whichever loss-scale optimizer
-class the running Keras uses for the inner optimizer, recording when the loss is scaled.
+As in the adapter, a subclass of Keras 2's ``LossScaleOptimizer`` with the same constructor
+(``inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None``), a
+``last_step_finite`` variable, and an ``apply_gradients(grads_and_vars, name=None)`` that decides
+itself whether the step overflowed: the verdict is all-reduced across ranks (every rank skips the
+same steps); a skipped step only advances ``iterations``; in dynamic mode the loss scale halves
+(never below 1) after an overflow and doubles after ``dynamic_growth_steps`` finite steps.
+
+Differences (see the package docstring): overflow is read from the gradients' values instead of the
+NPU's float status; newer Keras 2 optimizers (``tf_keras``'s default ones) get Keras 2's
+``LossScaleOptimizerV3`` as the base, ``OptimizerV2`` ones its ``LossScaleOptimizer`` as in
+TensorFlow 2.6. Keras 3 optimizers are refused with the base class's ``TypeError``: the adapter
+runs on TensorFlow 2.6's Keras 2 only.
 """
 
 import tensorflow as tf
 
 from npu_device import _standin
+from npu_device.distribute import all_reduce
 
-_IS_KERAS_3 = str(getattr(tf.keras, "__version__", "2")).startswith("3")
+try:  # Keras 2 (tf_keras, or tf.keras on TensorFlow 2.6)
+    from tf_keras.src.mixed_precision import loss_scale_optimizer as _lso
+    from tf_keras.src.optimizers import optimizer as _new_optimizer
+except ImportError:  # pragma: no cover - TensorFlow 2.6's own Keras
+    from tensorflow.python.keras.mixed_precision import loss_scale_optimizer as _lso
 
-
-def _base_class(inner):
-    if _IS_KERAS_3:
-        return tf.keras.mixed_precision.LossScaleOptimizer
-    from tf_keras.src.mixed_precision import loss_scale_optimizer as lso
-    from tf_keras.src.optimizers import optimizer as new_optimizer
-
-    return lso.LossScaleOptimizerV3 if isinstance(inner, new_optimizer.Optimizer) else lso.LossScaleOptimizer
+    _new_optimizer = None
 
 
-def _recording_class(base):
-    class RecordingLossScaleOptimizer(base):
-        def scale_loss(self, loss):  # Keras 3
-            _standin.record("scale_loss", traced=not tf.executing_eagerly())
-            return super().scale_loss(loss)
-
-        def get_scaled_loss(self, loss):  # Keras 2
-            _standin.record("scale_loss", traced=not tf.executing_eagerly())
-            return super().get_scaled_loss(loss)
-
-    return RecordingLossScaleOptimizer
+def _finite_on_all_ranks(grads):
+    """True iff no rank's gradients hold inf or nan (the adapter all-reduces its float status)."""
+    flags = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+    overflow = tf.cast(tf.logical_not(tf.reduce_all(flags)), tf.int32) if flags else tf.constant(0, tf.int32)
+    handle = _standin.STATE.handle
+    if handle is not None and handle.workers_num > 1:
+        overflow = all_reduce([overflow], "sum", fusion=0)[0]
+    return tf.equal(overflow, 0)
 
 
-def NpuLossScaleOptimizer(inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None):  # noqa: N802
-    """Wraps ``inner_optimizer`` in a loss-scale optimizer (dynamic, or fixed at ``initial_scale``)."""
-    _standin.require_open("NpuLossScaleOptimizer")
-    _standin.record("loss_scale_optimizer", dynamic=dynamic, initial_scale=initial_scale,
-                    inner=type(inner_optimizer).__name__)
-    cls = _recording_class(_base_class(inner_optimizer))
-    kwargs = {}
-    if initial_scale is not None:
-        kwargs["initial_scale"] = initial_scale
-    if _IS_KERAS_3:
-        # Keras 3's loss scale is always dynamic; a fixed scale is one that never grows.
-        if not dynamic:
-            kwargs["dynamic_growth_steps"] = 2**31 - 1
-        elif dynamic_growth_steps:
-            kwargs["dynamic_growth_steps"] = dynamic_growth_steps
-        return cls(inner_optimizer, **kwargs)
-    if dynamic_growth_steps:
-        kwargs["dynamic_growth_steps"] = dynamic_growth_steps
-    return cls(inner_optimizer, dynamic=dynamic, **kwargs)
+def _update_loss_scale(state, is_finite):
+    """The adapter's dynamic update: halve on overflow (min 1), double after ``growth_steps`` good steps."""
+    def grow_or_count():
+        def grow():
+            can_grow = tf.less(state.current_loss_scale, 3.4e38 / state.multiplier)
+            tf.cond(can_grow, lambda: state.current_loss_scale.assign(state.current_loss_scale * state.multiplier),
+                    lambda: state.current_loss_scale)
+            return state.counter.assign(0)
+
+        return tf.cond(state.counter + 1 >= state.growth_steps, grow, lambda: state.counter.assign_add(1))
+
+    def shrink():
+        state.current_loss_scale.assign(tf.maximum(state.current_loss_scale / state.multiplier, 1.0))
+        return state.counter.assign(0)
+
+    return tf.cond(is_finite, grow_or_count, shrink)
+
+
+class _SkipsOverflowedSteps:
+    """The adapter's ``apply_gradients``: its own overflow verdict, shared by all ranks."""
+
+    def _init_npu(self):
+        self._last_step_finite = tf.Variable(False, name="npu_last_step_finite", dtype=tf.bool, trainable=False,
+                                             aggregation=tf.VariableAggregation.NONE)
+
+    @property
+    def last_step_finite(self):
+        return self._last_step_finite
+
+    def get_scaled_loss(self, loss):
+        _standin.record("scale_loss", traced=not tf.executing_eagerly())
+        return super().get_scaled_loss(loss)
+
+    def apply_gradients(self, grads_and_vars, name=None, **kwargs):
+        grads_and_vars = tuple(grads_and_vars)
+        grads = [g for g, _ in grads_and_vars]
+        variables = [v for _, v in grads_and_vars]
+        is_finite = _finite_on_all_ranks(grads)
+        if self.dynamic:
+            _update_loss_scale(self._loss_scale, is_finite)
+        self._last_step_finite.assign(is_finite)
+
+        def apply():
+            self._apply_inner(grads, _lso._UnwrapPreventer(variables), name)
+            return tf.constant(True)
+
+        def skip():
+            self._optimizer.iterations.assign_add(1, read_value=False)
+            return tf.constant(False)
+
+        return tf.cond(is_finite, apply, skip)
+
+
+class NpuLossScaleOptimizer(_SkipsOverflowedSteps, _lso.LossScaleOptimizer):
+    """Keras 2's loss-scale optimizer with the adapter's overflow handling (see the module docstring)."""
+
+    def __new__(cls, inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None):
+        _standin.record("loss_scale_optimizer", dynamic=dynamic, initial_scale=initial_scale,
+                        dynamic_growth_steps=dynamic_growth_steps, inner=type(inner_optimizer).__name__)
+        if _new_optimizer is not None and isinstance(inner_optimizer, _new_optimizer.Optimizer):
+            return NpuLossScaleOptimizerV3(inner_optimizer, dynamic, initial_scale, dynamic_growth_steps)
+        return super().__new__(cls)
+
+    def __init__(self, inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None):
+        _lso.LossScaleOptimizer.__init__(self, inner_optimizer, dynamic, initial_scale, dynamic_growth_steps)
+        self._init_npu()
+
+    def _apply_inner(self, grads, wrapped, name):
+        self._apply_gradients(grads, wrapped, name)
+
+
+if _new_optimizer is not None:
+    class NpuLossScaleOptimizerV3(_SkipsOverflowedSteps, _lso.LossScaleOptimizerV3):
+        """The same over Keras 2's ``LossScaleOptimizerV3``, for ``tf_keras``'s default optimizers."""
+
+        def __init__(self, inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None):
+            _lso.LossScaleOptimizerV3.__init__(self, inner_optimizer, dynamic, initial_scale, dynamic_growth_steps)
+            self._init_npu()
+
+        def _apply_inner(self, grads, wrapped, name):
+            with tf.init_scope():
+                self._optimizer.build(wrapped.value)
+            self._apply_gradients(grads, wrapped)
