@@ -23,7 +23,11 @@ What it guarantees:
 * Each rank runs in its own session (process group). When a rank exits non-zero or is killed, the
   others get SIGTERM, then SIGKILL after ``grace_s``; the same happens when the launcher receives
   SIGINT or SIGTERM, or when the other ranks outlive a rank that finished by more than
-  ``finish_timeout_s`` (a rank waiting forever on a peer that left). On Linux every rank also gets
+  ``finish_timeout_s`` (a rank waiting forever on a peer that left).
+* SIGINT or SIGTERM to the launcher is forwarded to every rank, and the launcher waits for the ranks
+  to exit (training ranks save a checkpoint first, see ``training/preemption.py``); a second signal
+  kills them at once. When every rank exits with :data:`PREEMPTED_EXIT_CODE` (saved and stopped),
+  so does the launcher. On Linux every rank also gets
   SIGKILL should the launcher itself die (``PR_SET_PDEATHSIG``), so no process is left behind.
 * The return code is 0 when every rank exited 0. Otherwise it is the first failed rank's exit
   code (or 128 + signal number), and a message on stderr names that rank, how it ended and its
@@ -46,7 +50,11 @@ from typing import IO, Deque, Dict, List, Mapping, Optional, Sequence
 
 import run_dir
 
-__all__ = ["LaunchResult", "RankExit", "describe_exit", "free_ports", "launch", "launch_ranks"]
+# Exit code of a rank (and of a job) that stopped on SIGTERM/SIGINT after saving a checkpoint:
+# EX_TEMPFAIL of sysexits.h, "temporary failure, try again" (requeue and resume).
+PREEMPTED_EXIT_CODE = 75
+
+__all__ = ["PREEMPTED_EXIT_CODE", "LaunchResult", "RankExit", "describe_exit", "free_ports", "launch", "launch_ranks"]
 
 # Runs in each child before the real command: pins CPUs, asks the kernel to kill the child if the
 # launcher dies, then replaces itself with the command (same pid). A separate program rather than
@@ -249,6 +257,8 @@ def launch_ranks(
     previous_handlers = {}
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        if "signum" in interrupted:
+            interrupted["again"] = signum  # a second signal: stop the ranks at once
         interrupted.setdefault("signum", signum)
 
     if threading.current_thread() is threading.main_thread():
@@ -273,6 +283,28 @@ def launch_ranks(
                 os.killpg(r.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def forward_interrupt() -> None:
+        """Passes the launcher's SIGTERM/SIGINT to every rank and waits for them to save and exit.
+
+        Training ranks finish their device loop call, write a checkpoint and exit (training.preemption):
+        that may take longer than ``grace_s``, so they are not killed after it; a second signal to the
+        launcher kills them at once.
+        """
+        signum = interrupted["signum"]
+        with out_lock:
+            out.write(f"[launcher] {signal.Signals(signum).name}: forwarded to every rank; waiting for them to save "
+                      "and stop (send it again to stop them at once)\n")
+            out.flush()
+        for r in ranks:
+            if r.proc.poll() is None:
+                r.stopped_by_launcher = True
+                r.signal_group(signum)
+        while any(r.proc.poll() is None for r in ranks) and "again" not in interrupted:
+            time.sleep(min(poll_s, 0.05))
+        for r in ranks:
+            if r.proc.poll() is None:
+                r.signal_group(signal.SIGKILL)
 
     try:
         env0 = dict(base_env if base_env is not None else os.environ)
@@ -317,6 +349,8 @@ def launch_ranks(
                 break
             time.sleep(poll_s)
 
+        if interrupted:
+            forward_interrupt()
         stop_all(ranks)
         for r in ranks:
             r.thread.join(timeout=5.0)
@@ -341,8 +375,13 @@ def _summarise(exits: List[RankExit], failed_rank: Optional[int], signum: Option
     stopped = [e.rank for e in exits if e.stopped_by_launcher]
     stopped_text = f" Stopped rank(s) {', '.join(map(str, stopped))}." if stopped else ""
     if signum is not None:
-        message = f"launcher: interrupted by {signal.Signals(signum).name}.{stopped_text}"
-        code = 128 + signum
+        if all(e.returncode == PREEMPTED_EXIT_CODE for e in exits):
+            code = PREEMPTED_EXIT_CODE
+            message = (f"launcher: interrupted by {signal.Signals(signum).name}; every rank saved a checkpoint and "
+                       f"stopped (exit code {code}): run the same command again to resume.")
+        else:
+            message = f"launcher: interrupted by {signal.Signals(signum).name}.{stopped_text}"
+            code = 128 + signum
         failed_rank = None
     elif failed_rank is not None:
         e = exits[failed_rank]

@@ -33,12 +33,24 @@ from absl import logging
 from atomic import TEMP_MARKER, write_text
 from training.ema import checkpoint_has_ema
 
-__all__ = ["CHECKPOINT_NAME", "CheckpointMismatchError", "CheckpointSaveError", "Checkpointer",
-           "SETTINGS_SUFFIX", "checkpoint_files", "list_checkpoints", "read_settings", "remove_incomplete",
-           "step_of"]
+__all__ = ["CHECKPOINT_NAME", "READ_ERRORS", "CheckpointMismatchError", "CheckpointSaveError", "Checkpointer",
+           "SETTINGS_SUFFIX", "checkpoint_files", "list_checkpoints", "previous_checkpoint", "read_settings",
+           "remove_incomplete", "step_of"]
 
 CHECKPOINT_NAME = "model.ckpt"
 SETTINGS_SUFFIX = ".settings.json"
+
+
+# What reading a truncated or damaged checkpoint raises (a truncated data file: IndexError "Read less
+# bytes than requested"); a checkpoint of another model raises ValueError or AssertionError instead.
+READ_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError, tf.errors.InternalError,
+               tf.errors.UnknownError, IndexError, OSError)
+
+
+def previous_checkpoint(prefix: str) -> Optional[str]:
+    """The newest complete checkpoint of ``prefix``'s directory older than ``prefix``, or None."""
+    older = [p for p in list_checkpoints(os.path.dirname(prefix) or ".") if step_of(p) < step_of(prefix)]
+    return older[-1] if older else None
 
 
 class CheckpointSaveError(OSError):
@@ -185,9 +197,7 @@ class Checkpointer:
                 self.check_settings(read_settings(path), path)
             try:
                 self._restorable(path).restore(path).assert_existing_objects_matched()
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError,
-                    tf.errors.InternalError, tf.errors.UnknownError, IndexError, OSError) as e:
-                # (A truncated data file raises IndexError "Read less bytes than requested".)
+            except READ_ERRORS as e:
                 older = found[-2 - i] if i + 1 < len(found) else None
                 self._log(f"Checkpoint {path} cannot be read ({_first_line(e)}); "
                           + (f"falling back to the previous one, {older}." if older else "no older checkpoint to "
@@ -272,7 +282,7 @@ class Checkpointer:
             free_text = f", {_mb(free)} free"
         except OSError:
             free_text = ""
-        reason = _first_line(error)
+        reason = _space_reason(error) or _first_line(error)
         if _is_space_error(error):
             advice = "free some space or pass --checkpoint_dir on a disk with room"
         else:
@@ -307,10 +317,19 @@ def _is_space_error(error: BaseException) -> bool:
         s in text for s in ("No space left", "File too large", "quota", "Disk quota"))
 
 
+def _space_reason(error: BaseException) -> Optional[str]:
+    """"No space left on device" and the like, without TensorFlow's op and temporary file names."""
+    text = str(error)
+    for reason in ("No space left on device", "File too large", "Disk quota exceeded"):
+        if reason in text:
+            return reason + (" (a file-size limit, ulimit -f)" if reason == "File too large" else "")
+    return None
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"

@@ -24,7 +24,8 @@ import zoo
 from backends.base import Backend
 from keras_compat import RELAX_SHAPES
 from training import eval_table
-from training.checkpoints import list_checkpoints, step_of
+from training.checkpoints import READ_ERRORS, list_checkpoints, previous_checkpoint, step_of
+from training.ema import load_ema_weights
 from training.log import TrainLog
 from training.losses import cross_entropy
 from training.summaries import attach_summaries
@@ -270,6 +271,20 @@ def _checkpoint_step(path: str) -> int:
         return 0
 
 
+def _readable_num_classes(paths: List[str]) -> int:
+    """The classifier size stored in the first of ``paths`` that can be read."""
+    for i, path in enumerate(paths):
+        try:
+            return checkpoint_num_classes(path)
+        except READ_ERRORS:
+            if i + 1 == len(paths):
+                older = previous_checkpoint(path)
+                if older:
+                    return checkpoint_num_classes(older)
+                raise
+    raise ValueError("no checkpoint to evaluate.")
+
+
 def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = None) -> List[EvalResult]:
     """``--mode=evaluate``: evaluates every checkpoint (or ``--checkpoint_path``) on the validation split.
 
@@ -279,9 +294,9 @@ def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = No
         checkpoints: these checkpoint prefixes instead of the ones the flags name.
     """
     log_dir, ckpt_dir = run_dirs(flags, backend)
-    paths = checkpoints or checkpoints_to_evaluate(flags, ckpt_dir)
+    paths = list(checkpoints or checkpoints_to_evaluate(flags, ckpt_dir))
     setup = _setup(flags, backend, num_classes=flags.num_classes or None)
-    stored_classes = checkpoint_num_classes(paths[0])
+    stored_classes = _readable_num_classes(paths)
     if stored_classes != setup.num_classes:
         raise ValueError(
             f"{paths[0]} has a {stored_classes}-class classifier, the dataset {setup.dataset.name} has "
@@ -295,8 +310,22 @@ def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = No
     summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
     report = EvalReport(log, setup.val_size)
     try:
-        for path in paths:
-            load_weights(model, path)
+        if getattr(flags, "model_ema", False):
+            log.info("--model_ema: evaluating the weight averages stored in the checkpoints")
+        while paths:
+            path = paths.pop(0)
+            try:
+                load_weights(model, path)
+            except READ_ERRORS as e:
+                # A damaged newest checkpoint (evaluated alone): fall back to the previous one.
+                older = previous_checkpoint(path) if not paths and not report.results else None
+                log.info(f"Checkpoint {path} cannot be read ({str(e).strip().splitlines()[0][:200]}): skipped"
+                         + (f"; falling back to the previous one, {older}." if older else "."))
+                if older:
+                    paths.append(older)
+                continue
+            if getattr(flags, "model_ema", False):
+                load_ema_weights(model, path)
             step = _checkpoint_step(path)
             totals = evaluator.run(setup.dataset_fn)
             report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,
@@ -316,6 +345,14 @@ def evaluation_every_steps(epochs_between_evals: float, steps_per_epoch: int, ma
     return max(1, int(round(epochs_between_evals * steps_per_epoch)))
 
 
+def _log_raw(log: TrainLog, step: int, totals: EvalTotals) -> None:
+    """The raw weights' result of a ``--model_ema`` run, whose table rows are the average's."""
+    log.info(f"Step {step}, raw weights (the table shows their --model_ema average): top1 {totals.top1:.3f} "
+             f"top5 {totals.top5:.3f} loss {totals.loss:.4f}")
+    log.metrics(dict(type="eval_raw", step=step, top1=totals.top1, top5=totals.top5, loss=totals.loss,
+                     examples=totals.examples, time=time.time()))
+
+
 def train_and_evaluate(flags: Any, backend: Backend):
     """``--mode=train_and_evaluate``: trains, evaluating every ``--epochs_between_evals`` epochs and at the end."""
     from training import runner
@@ -323,7 +360,7 @@ def train_and_evaluate(flags: Any, backend: Backend):
 
     state: Dict[str, Any] = {}
 
-    def make_hooks(*, model, dataset, log, config, **_):
+    def make_hooks(*, model, dataset, log, config, ema=None, **_):
         setup = _setup(flags, backend, dataset=dataset, num_classes=config.num_classes)
         setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
         evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=config.num_classes,
@@ -334,6 +371,10 @@ def train_and_evaluate(flags: Any, backend: Backend):
 
         def hook(step: int) -> None:
             totals = evaluator.run(setup.dataset_fn)
+            if ema is not None and ema.has_average:  # as torchvision: both, the table shows the average
+                _log_raw(log, step, totals)
+                with ema.swapped_in():
+                    totals = evaluator.run(setup.dataset_fn)
             prefix = os.path.join(ckpt_dir, f"model.ckpt-{step}")
             saved = os.path.exists(prefix + ".index")
             report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,

@@ -21,11 +21,11 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
+from backends.launcher import PREEMPTED_EXIT_CODE  # one value for ranks and the launcher (75)
+
 __all__ = ["PREEMPTED_EXIT_CODE", "TrainingPreempted", "handling", "request", "requested", "reset",
            "stop_if_requested"]
 
-# EX_TEMPFAIL of sysexits.h: "temporary failure, try again" (the job should be requeued and resumed).
-PREEMPTED_EXIT_CODE = 75
 
 _state = {"signum": None}
 

@@ -1,0 +1,253 @@
+"""Failures and recovery (docs/failures.md) with real training processes and files.
+
+Preemption (SIGTERM, kill -9), two runs on one directory, resume with changed flags, a truncated
+newest checkpoint, a full disk (a file-size limit), the launcher forwarding SIGTERM to its ranks.
+Readiness comes from the run's own log file (a "step:" line is written after each loop call),
+never from sleeps.
+"""
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import ROOT, run_main
+
+from atomic import TEMP_MARKER
+from training.checkpoints import SETTINGS_SUFFIX, list_checkpoints, read_settings, step_of
+from training.preemption import PREEMPTED_EXIT_CODE
+from training.run_lock import LOCK_NAME
+
+BASE = ["--extra_modules=tests/bn_test_model.py", "--model=bn_test_net", "--synthetic", "--num_classes=4",
+        "--backend=cpu", "--batch_size=2", "--iterations_per_loop=1", "--save_summary_steps=1", "--lr=0.01",
+        "--synthetic_val_images=8"]
+LOG = "alexnet_training.log"
+
+
+def start(log_dir, *extra, max_steps=100000, every=2, preexec_fn=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    args = [sys.executable, "main.py", *BASE, f"--log_dir={log_dir}", f"--max_train_steps={max_steps}",
+            f"--save_checkpoints_steps={every}", *extra]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec_fn)
+
+
+def logged_steps(log_dir):
+    try:
+        with open(os.path.join(log_dir, LOG)) as f:
+            return [int(line.split(",")[0].split(":")[1]) for line in f if line.startswith("step:")]
+    except FileNotFoundError:
+        return []
+
+
+def wait_logged(proc, log_dir, count, timeout=300):
+    """Waits until the run has logged ``count`` more steps than the log held when called (or it ended)."""
+    before = len(logged_steps(log_dir))
+    deadline = time.monotonic() + timeout
+    while len(logged_steps(log_dir)) < before + count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run logged no step in time"
+        time.sleep(0.05)
+
+
+def leftovers(directory):
+    return [n for n in os.listdir(directory) if n.endswith("_temp") or TEMP_MARKER in n or n == LOCK_NAME]
+
+
+def newest_step(directory):
+    found = list_checkpoints(directory)
+    return step_of(found[-1]) if found else 0
+
+
+def resumed_step(stdout):
+    lines = [line for line in stdout.splitlines() if "Resumed from" in line]
+    return int(lines[-1].split("step ")[1].split(",")[0]) if lines else 0
+
+
+def check_resume(log_dir, expected):
+    proc = run_main(*BASE, f"--log_dir={log_dir}", f"--max_train_steps={expected + 1}", "--save_checkpoints_steps=2")
+    assert resumed_step(proc.stdout + proc.stderr) == expected
+    assert newest_step(log_dir) == expected + 1
+
+
+def sigterm_once(log_dir, steps_before_signal):
+    proc = start(log_dir)
+    wait_logged(proc, log_dir, steps_before_signal)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err
+    step = newest_step(log_dir)
+    assert step == logged_steps(log_dir)[-1]  # the step it stopped after was saved: nothing lost
+    assert f"model.ckpt-{step} holds step {step}; run the same command again" in err
+    assert leftovers(log_dir) == []
+    return step
+
+
+def test_sigterm_saves_exits_75_and_resumes_there(tmp_path):
+    log_dir = str(tmp_path / "run")
+    step = sigterm_once(log_dir, 3)
+    check_resume(log_dir, step)
+
+
+def test_second_run_on_a_directory_is_refused_and_changed_flags_are_caught(tmp_path):
+    log_dir = str(tmp_path / "run")
+    first = start(log_dir)
+    wait_logged(first, log_dir, 1)
+    second = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=4", check=False)
+    assert second.returncode == 1
+    assert f"{log_dir} is in use by another run" in second.stderr and f"pid {first.pid}" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=300)
+    assert first.returncode == PREEMPTED_EXIT_CODE
+    step = newest_step(log_dir)
+    assert read_settings(list_checkpoints(log_dir)[-1])["global_batch"] == 2
+
+    # Resuming with another global batch is refused, naming the flag and both values.
+    proc = run_main(*BASE, f"--log_dir={log_dir}", f"--max_train_steps={step + 2}", "--batch_size=4", check=False)
+    assert proc.returncode == 1
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: cannot resume from") and "--batch_size" in error
+    assert "2 in the checkpoint, 4 now" in error and "--allow_recipe_change" in error
+    assert newest_step(log_dir) == step
+
+    # A damaged newest checkpoint is skipped for the previous one; the change is allowed and explained.
+    newest = list_checkpoints(log_dir)[-1]
+    with open(newest + ".data-00000-of-00001", "r+b") as f:
+        f.truncate(100)
+    previous = step_of(list_checkpoints(log_dir)[-2])
+    proc = run_main(*BASE, f"--log_dir={log_dir}", f"--max_train_steps={previous + 1}", "--batch_size=4",
+                    "--allow_recipe_change", "--save_checkpoints_steps=1")
+    out = proc.stdout + proc.stderr
+    assert f"Checkpoint {newest} cannot be read" in out and "falling back to the previous one" in out
+    assert resumed_step(out) == previous
+    assert "--allow_recipe_change: resuming" in out and "The step count" in out
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    ckpt_dir = str(tmp_path / "ckpt")
+    run_main(*BASE, f"--log_dir={ckpt_dir}", "--max_train_steps=2", "--save_checkpoints_steps=2")
+    before = {n: os.path.getsize(os.path.join(ckpt_dir, n)) for n in os.listdir(ckpt_dir) if n.startswith("model.")}
+    data_size = before["model.ckpt-2.data-00000-of-00001"]
+
+    def small_files():  # a file-size limit below one checkpoint: writes fail as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (data_size // 2, data_size // 2))
+
+    proc = start(str(tmp_path / "log"), f"--checkpoint_dir={ckpt_dir}", "--save_summary_steps=1000",
+                 max_steps=4, preexec_fn=small_files)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert f"cannot write checkpoint model.ckpt-4 in {ckpt_dir}: File too large" in errors[0]
+    assert "needed" in errors[0] and "previous checkpoint" in errors[0] and "model.ckpt-2 is intact" in errors[0]
+    after = {n: os.path.getsize(os.path.join(ckpt_dir, n)) for n in os.listdir(ckpt_dir) if n.startswith("model.")}
+    assert after == before
+    assert leftovers(ckpt_dir) == []
+    assert os.path.exists(os.path.join(ckpt_dir, "model.ckpt-2" + SETTINGS_SUFFIX))
+
+
+def _launcher_with_preemptible_ranks(tmp_path, n=2):
+    """A launcher process whose ranks handle SIGTERM as training does (training.preemption), no TensorFlow."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    worker = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {ROOT!r})
+        from training import preemption
+        with preemption.handling():
+            open(os.path.join({str(ready)!r}, os.environ["RANK"]), "w").close()
+            while not preemption.requested():
+                time.sleep(0.01)
+            open(os.path.join({str(ready)!r}, "saved" + os.environ["RANK"]), "w").close()
+        sys.exit(preemption.PREEMPTED_EXIT_CODE)
+    """)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from backends.launcher import launch
+        envs = [dict(RANK=str(i)) for i in range({n})]
+        sys.exit(launch([[sys.executable, "-c", {worker!r}]] * {n}, envs, grace_s=3))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while len(os.listdir(ready)) < n:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc, ready
+
+
+def test_launcher_forwards_sigterm_to_every_rank_and_exits_75(tmp_path):
+    proc, ready = _launcher_with_preemptible_ranks(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert sorted(os.listdir(ready)) == ["0", "1", "saved0", "saved1"]
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err
+    assert "every rank saved a checkpoint and stopped" in err
+    assert "SIGTERM: forwarded to every rank" in out
+
+
+def test_lock_of_a_dead_process_is_stale(tmp_path):
+    from training import run_lock
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    directory = str(tmp_path)
+    import json
+    import socket
+
+    with open(os.path.join(directory, LOCK_NAME), "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": pid}, f)
+    warnings = []
+    with run_lock.holding([directory], warn=warnings.append):
+        assert json.load(open(os.path.join(directory, LOCK_NAME)))["pid"] == os.getpid()
+        with pytest.raises(run_lock.RunLockError, match="in use by another run"):
+            run_lock.acquire(directory)
+    assert not os.path.exists(os.path.join(directory, LOCK_NAME))
+    assert warnings and f"pid {pid}" in warnings[0]
+    # A lock held on another host cannot be checked: refused, naming the file to delete.
+    with open(os.path.join(directory, LOCK_NAME), "w") as f:
+        json.dump({"host": "elsewhere", "pid": 1}, f)
+    with pytest.raises(run_lock.RunLockError, match="delete .*run.lock"):
+        run_lock.acquire(directory)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_interrupted_at_random_moments_resumes_from_the_newest_complete_checkpoint(tmp_path, how):
+    rng = random.Random(12)
+    log_dir = str(tmp_path / "run")
+    for _ in range(4):
+        if how == "sigterm":
+            step = sigterm_once(log_dir, rng.randint(1, 6))
+        else:
+            proc = start(log_dir, every=1)
+            wait_logged(proc, log_dir, rng.randint(1, 6))
+            time.sleep(rng.uniform(0.0, 0.5))  # any moment, a save in progress included
+            proc.kill()
+            proc.communicate(timeout=60)
+            step = newest_step(log_dir)
+            assert step >= 1
+        check_resume(log_dir, step)
+        assert leftovers(log_dir) == []
+
+
+@pytest.mark.slow
+def test_two_rank_job_preempted_through_the_launcher_resumes(tmp_path):
+    log_dir = str(tmp_path / "job")
+    rank_log = os.path.join(log_dir, "1")
+    proc = start(log_dir, "--rank_size=2")
+    wait_logged(proc, rank_log, 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, out + err
+    ckpt_dir = os.path.join(log_dir, "0")
+    step = newest_step(ckpt_dir)
+    assert step >= 2 and leftovers(ckpt_dir) == []
+    proc = run_main(*BASE, f"--log_dir={log_dir}", "--rank_size=2", f"--max_train_steps={step + 1}")
+    assert resumed_step(proc.stdout + proc.stderr) == step
