@@ -11,7 +11,7 @@ def pytest_test(name, srcs, deps = [], data = [], size = "medium", tags = [], sl
       deps: the first-party targets it imports (tools/check_build_deps.py keeps them exact).
       data: files it reads or runs (flag files, scripts run in a subprocess).
       size: Bazel test size of the default selection.
-      tags: tags of every target.
+      tags: tags of every target (but "ci", which marks the default selection only).
       slow: whether the module has tests marked @pytest.mark.slow.
       keras2: whether the module has tests marked @pytest.mark.keras2.
       **kwargs: other py_test attributes.
@@ -27,9 +27,10 @@ def pytest_test(name, srcs, deps = [], data = [], size = "medium", tags = [], sl
     )
     common.update(kwargs)
     native.py_test(name = name, args = [path], size = size, tags = tags, **common)
+    variant_tags = [t for t in tags if t != "ci"]  # CI's quick subset: the default selection only
     if slow:
         native.py_test(name = name + "_slow", args = [path, "-m", "slow"], size = "enormous",
-                       tags = tags + ["slow"], **common)
+                       tags = variant_tags + ["slow"], **common)
     if keras2:
         native.py_test(name = name + "_keras2", args = ["--keras2", path, "-m", "keras2"], size = size,
-                       tags = tags + ["keras2"], **common)
+                       tags = variant_tags + ["keras2"], **common)
