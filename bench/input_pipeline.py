@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/input_pipeline.py                 # pipeline comparison, one core each
     .venv/bin/python bench/input_pipeline.py --end_to_end    # also training img/s, TFRecords vs --synthetic
+    .venv/bin/python bench/input_pipeline.py --augment       # each augmentation's cost, ours vs torchvision v2
 
 Makes ``--images`` realistic photos (crops of scikit-learn's two sample photographs, about
 500x375, JPEG quality 90), converts them with ``tools/build_tfrecords.py``, then measures, each in
@@ -12,6 +13,13 @@ its own process pinned to one CPU core and in alternating rounds:
   ToTensor + Normalize (float32 CHW);
 * ``tf``: ``ImageNetDataset.input_fn('train', training=True)`` (decode only the crop, reduced DCT
   scale where possible, per-image flip, batched normalisation), and variants without DCT scaling.
+
+``--augment`` measures each training augmentation of the recipe stack (``--auto_augment`` imagenet,
+ra, ta_wide; ``--random_erase``; ``--mixup_alpha``; ``--cutmix_alpha``) on the same JPEG folder, in
+our tf.data pipeline (one private thread) and in torchvision's transforms v2 (PIL decode, then
+uint8 tensors: RandomResizedCrop, flip, the augmentation, ToDtype + Normalize, RandomErasing; MixUp /
+CutMix per batch of 64; one torch thread), each next to the same pipeline without augmentation, and
+reports img/s per core and the augmentation's own cost in microseconds per image.
 
 Prints one JSON line per measurement and a summary line with the median ratios. The rate is
 images per CPU-second of the measuring process (all its threads), i.e. per core, which stays
@@ -133,6 +141,96 @@ def run_tf(records: str, seconds: float, size: int, dct_scaling: bool, batch: in
     return {"images": n, "seconds": time.perf_counter() - began, "cpu_seconds": _cpu_seconds() - cpu}
 
 
+# -- per-augmentation cost (--augment) ----------------------------------------------------------------
+
+AUGMENTATIONS = ("none", "imagenet", "ra", "ta_wide", "random_erase", "mixup", "cutmix")
+_TF_OVERRIDES = {"none": {}, "imagenet": {"auto_augment": "imagenet"}, "ra": {"auto_augment": "ra"},
+                 "ta_wide": {"auto_augment": "ta_wide"}, "random_erase": {"random_erase": 0.25},
+                 "mixup": {"mixup_alpha": 0.2}, "cutmix": {"cutmix_alpha": 1.0}}
+
+
+def run_tf_augment(folder: str, seconds: float, size: int, augmentation: str, batch: int = 64) -> dict:
+    """Our image-folder pipeline with one augmentation, on one private tf.data thread."""
+    import zoo
+    from datasets.image_folder import ImageFolderDataset
+    from datasets.pipeline import PipelineOptions
+
+    recipe = zoo.get_recipe("resnet50").scaled(size)
+    ds = ImageFolderDataset(recipe=recipe, data_dir=folder, seed=0, options=PipelineOptions(private_threads=1),
+                            preprocess=_TF_OVERRIDES[augmentation])
+    it = iter(ds.input_fn("train", training=True, batch_size=batch))
+    for _ in range(3):
+        next(it)
+    n, began, cpu = 0, time.perf_counter(), _cpu_seconds()
+    while time.perf_counter() - began < seconds:
+        images, _ = next(it)
+        n += int(images.shape[0])
+    return {"images": n, "seconds": time.perf_counter() - began, "cpu_seconds": _cpu_seconds() - cpu}
+
+
+def run_torchvision_augment(folder: str, seconds: float, size: int, augmentation: str, batch: int = 64) -> dict:
+    """torchvision's transforms v2 preset of the references, on uint8 tensors, one torch thread."""
+    import torch
+    from PIL import Image
+
+    from tools.torchvision_models import import_models
+
+    import_models()  # torchvision beside the CPU build of torch
+    from torchvision.transforms import v2
+
+    torch.set_num_threads(1)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(folder, "train")) for f in fs)
+    bilinear = v2.InterpolationMode.BILINEAR
+    steps = [v2.PILToTensor(), v2.RandomResizedCrop(size, interpolation=bilinear, antialias=True),
+             v2.RandomHorizontalFlip()]
+    steps += {"imagenet": [v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET, interpolation=bilinear)],
+              "ra": [v2.RandAugment(interpolation=bilinear)],
+              "ta_wide": [v2.TrivialAugmentWide(interpolation=bilinear)]}.get(augmentation, [])
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    if augmentation == "random_erase":
+        steps.append(v2.RandomErasing(p=0.25))
+    transform = v2.Compose(steps)
+    mix = {"mixup": v2.MixUp(alpha=0.2, num_classes=1000), "cutmix": v2.CutMix(alpha=1.0, num_classes=1000)}
+    mixer = mix.get(augmentation)
+
+    def one_batch(start):
+        images = []
+        for i in range(batch):
+            with open(files[(start + i) % len(files)], "rb") as f:
+                images.append(transform(Image.open(f).convert("RGB")))
+        images, labels = torch.stack(images), torch.zeros(batch, dtype=torch.long)
+        if mixer is not None:
+            images, labels = mixer(images, labels)
+        return images
+
+    one_batch(0)  # warm-up
+    n, began, cpu = 0, time.perf_counter(), _cpu_seconds()
+    while time.perf_counter() - began < seconds:
+        n += int(one_batch(n).shape[0])
+    return {"images": n, "seconds": time.perf_counter() - began, "cpu_seconds": _cpu_seconds() - cpu}
+
+
+def augment_costs(folder: str, records: str, seconds: float, size: int, rounds: int, cpu) -> None:
+    """Prints img/s per core of each augmentation, ours and torchvision's, and its cost per image."""
+    rates = {}
+    for r in range(rounds):
+        for augmentation in AUGMENTATIONS:
+            for impl in ("tf", "torchvision"):
+                m = _measure(f"aug_{impl}:{augmentation}", folder, records, seconds, size, cpu)
+                rate = m["images"] / m["cpu_seconds"]
+                rates.setdefault((impl, augmentation), []).append(rate)
+                print(json.dumps({"bench": "augment", "impl": impl, "augmentation": augmentation, "round": r,
+                                  "size": size, "img_per_cpu_s": round(rate, 1)}), flush=True)
+    summary = {}
+    for impl in ("tf", "torchvision"):
+        base = statistics.median(rates[(impl, "none")])
+        for augmentation in AUGMENTATIONS:
+            rate = statistics.median(rates[(impl, augmentation)])
+            summary.setdefault(augmentation, {})[impl] = {
+                "img_per_cpu_s": round(rate, 1), "cost_us_per_img": round(1e6 * (1 / rate - 1 / base), 1)}
+    print(json.dumps({"bench": "augment", "summary": True, "size": size, "per_augmentation": summary}), flush=True)
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process, all threads (user + system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -144,6 +242,10 @@ def _child(args) -> None:
         os.sched_setaffinity(0, {args.cpu})
     if args.kind == "pil":
         result = run_pil(args.folder, args.seconds, args.size)
+    elif args.kind.startswith("aug_tf:"):
+        result = run_tf_augment(args.folder, args.seconds, args.size, args.kind.split(":", 1)[1])
+    elif args.kind.startswith("aug_torchvision:"):
+        result = run_torchvision_augment(args.folder, args.seconds, args.size, args.kind.split(":", 1)[1])
     else:
         result = run_tf(args.records, args.seconds, args.size, dct_scaling=args.kind == "tf")
     print(json.dumps(result))
@@ -182,6 +284,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=224, help="output size")
     parser.add_argument("--cpu", type=int, default=0, help="core to pin each run to (-1: no pinning)")
     parser.add_argument("--end_to_end", action="store_true", help="also measure training from TFRecords")
+    parser.add_argument("--augment", action="store_true", help="measure each augmentation, ours vs torchvision "
+                        "v2, instead of the pipeline comparison")
     parser.add_argument("--train_steps", type=int, default=40)
     parser.add_argument("--train_batch", type=int, default=32)
     parser.add_argument("--work_dir", default=None, help="keep generated data here (default: a temp dir)")
@@ -202,6 +306,9 @@ def main() -> int:
         make_photos(folder, args.images)
     build(folder, records, train_shards=8, num_workers=1, progress_stream=io.StringIO())
     cpu = None if args.cpu < 0 else args.cpu
+    if args.augment:
+        augment_costs(folder, records, args.seconds, args.size, max(args.rounds, 1), cpu)
+        return 0
     kinds = ["pil", "tf", "tf_nodct"]
     rates = {k: [] for k in kinds}
     for r in range(args.rounds):
