@@ -25,6 +25,7 @@ import tensorflow as tf
 from atomic import publish_directory
 from backends.base import Backend
 from datasets import preprocessing
+from training.ema import load_ema_weights
 from training.log import TrainLog
 from training.predictor import LABEL_MAP_NAME, InferenceModel, load_inference_model
 
@@ -110,9 +111,12 @@ def export(flags: Any, backend: Backend) -> Optional[str]:
     if not backend.is_chief:
         return None
     inference = load_inference_model(flags, backend)
+    if getattr(flags, "model_ema", False):  # serve the weight average instead of the raw weights
+        load_ema_weights(inference.model, inference.checkpoint)
     path = write_saved_model(inference, flags.export_dir, model_name=flags.model)
     log = TrainLog(None)
-    log.info(f"Exported {inference.checkpoint} ({flags.model}, {inference.num_classes} classes, input "
+    averaged = " (its --model_ema weight average)" if getattr(flags, "model_ema", False) else ""
+    log.info(f"Exported {inference.checkpoint}{averaged} ({flags.model}, {inference.num_classes} classes, input "
              f"{inference.config.image_size}px) to {path}")
     log.info(f"Signatures: {BYTES_SIGNATURE}(image_bytes: encoded images), {IMAGES_SIGNATURE}(images: float32 "
              "normalised NHWC)")
