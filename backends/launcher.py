@@ -49,10 +49,7 @@ from dataclasses import dataclass, field
 from typing import IO, Deque, Dict, List, Mapping, Optional, Sequence
 
 import run_dir
-
-# Exit code of a rank (and of a job) that stopped on SIGTERM/SIGINT after saving a checkpoint:
-# EX_TEMPFAIL of sysexits.h, "temporary failure, try again" (requeue and resume).
-PREEMPTED_EXIT_CODE = 75
+from exit_codes import PREEMPTED_EXIT_CODE
 
 __all__ = ["PREEMPTED_EXIT_CODE", "LaunchResult", "RankExit", "describe_exit", "free_ports", "launch", "launch_ranks"]
 

@@ -75,11 +75,11 @@ def check_resume(log_dir, expected):
     assert newest_step(log_dir) == expected + 1
 
 
-def sigterm_once(log_dir, steps_before_signal):
-    proc = start(log_dir)
-    wait_logged(proc, log_dir, steps_before_signal)
+def stop_with_sigterm(proc, log_dir):
+    """SIGTERM to a running ``proc``: it must save the step it stopped after and exit 75; returns that step."""
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
+    proc.stdout_text = out + err
     assert proc.returncode == PREEMPTED_EXIT_CODE, err
     step = newest_step(log_dir)
     assert step == logged_steps(log_dir)[-1]  # the step it stopped after was saved: nothing lost
@@ -88,23 +88,21 @@ def sigterm_once(log_dir, steps_before_signal):
     return step
 
 
-def test_sigterm_saves_exits_75_and_resumes_there(tmp_path):
-    log_dir = str(tmp_path / "run")
-    step = sigterm_once(log_dir, 3)
-    check_resume(log_dir, step)
+def sigterm_once(log_dir, steps_before_signal):
+    proc = start(log_dir)
+    wait_logged(proc, log_dir, steps_before_signal)
+    return stop_with_sigterm(proc, log_dir)
 
 
-def test_second_run_on_a_directory_is_refused_and_changed_flags_are_caught(tmp_path):
+def test_sigterm_saves_and_resumes_and_a_second_run_or_changed_flags_are_refused(tmp_path):
+    """Two SIGTERM/resume rounds; a second run during the first is refused; so is a changed global batch."""
     log_dir = str(tmp_path / "run")
     first = start(log_dir)
-    wait_logged(first, log_dir, 1)
+    wait_logged(first, log_dir, 2)
     second = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=4", check=False)
     assert second.returncode == 1
     assert f"{log_dir} is in use by another run" in second.stderr and f"pid {first.pid}" in second.stderr
-    first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=300)
-    assert first.returncode == PREEMPTED_EXIT_CODE
-    step = newest_step(log_dir)
+    step = stop_with_sigterm(first, log_dir)
     assert read_settings(list_checkpoints(log_dir)[-1])["global_batch"] == 2
 
     # Resuming with another global batch is refused, naming the flag and both values.
@@ -115,19 +113,30 @@ def test_second_run_on_a_directory_is_refused_and_changed_flags_are_caught(tmp_p
     assert "2 in the checkpoint, 4 now" in error and "--allow_recipe_change" in error
     assert newest_step(log_dir) == step
 
-    # A damaged newest checkpoint is skipped for the previous one; the change is allowed and explained.
+    # Second round: the run resumes exactly where the first stopped, and stops again on SIGTERM.
+    again = start(log_dir)
+    wait_logged(again, log_dir, 1)
+    new_step = stop_with_sigterm(again, log_dir)
+    assert resumed_step(again.stdout_text) == step and new_step > step
+
+
+@pytest.mark.slow
+def test_truncated_newest_checkpoint_falls_back_and_allowed_change_is_explained(tmp_path):
+    log_dir = str(tmp_path / "run")
+    run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=4", "--save_checkpoints_steps=2")
     newest = list_checkpoints(log_dir)[-1]
     with open(newest + ".data-00000-of-00001", "r+b") as f:
         f.truncate(100)
-    previous = step_of(list_checkpoints(log_dir)[-2])
-    proc = run_main(*BASE, f"--log_dir={log_dir}", f"--max_train_steps={previous + 1}", "--batch_size=4",
-                    "--allow_recipe_change", "--save_checkpoints_steps=1")
+    proc = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=3", "--batch_size=4", "--allow_recipe_change",
+                    "--save_checkpoints_steps=1")
     out = proc.stdout + proc.stderr
     assert f"Checkpoint {newest} cannot be read" in out and "falling back to the previous one" in out
-    assert resumed_step(out) == previous
-    assert "--allow_recipe_change: resuming" in out and "The step count" in out
+    assert resumed_step(out) == 2
+    assert "--allow_recipe_change: resuming" in out and "2 in the checkpoint, 4 now" in out
+    assert newest_step(log_dir) == 4 and leftovers(log_dir) == []  # the damaged step 4 was never resumed
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
     run_main(*BASE, f"--log_dir={ckpt_dir}", "--max_train_steps=2", "--save_checkpoints_steps=2")
@@ -251,3 +260,89 @@ def test_two_rank_job_preempted_through_the_launcher_resumes(tmp_path):
     assert step >= 2 and leftovers(ckpt_dir) == []
     proc = run_main(*BASE, f"--log_dir={log_dir}", "--rank_size=2", f"--max_train_steps={step + 1}")
     assert resumed_step(proc.stdout + proc.stderr) == step
+
+
+# -- the checkpointer in-process (a small Keras model; real files) ------------------------------------
+
+def _model_and_optimizer(units=8, classes=4):
+    from keras_compat import create_optimizer_variables, keras
+
+    inputs = keras.Input((units,))
+    model = keras.Model(inputs, keras.layers.Dense(classes, name="logits")(inputs))
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    create_optimizer_variables(optimizer, model.trainable_variables)
+    return model, optimizer
+
+
+def _checkpointer(directory, model, optimizer, **kwargs):
+    from training.checkpoints import Checkpointer
+
+    return Checkpointer(str(directory), model=model, optimizer=optimizer, **kwargs)
+
+
+def test_checkpointer_retention_is_exact_and_leftovers_are_removed(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    ckpt = _checkpointer(tmp_path, model, optimizer, max_to_keep=2)
+    for step in (1, 2, 3):
+        ckpt.save(step)
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [2, 3]
+    # What interrupted saves leave behind, and a checkpoint TensorFlow's state file does not list.
+    os.makedirs(tmp_path / "model.ckpt-9_temp")
+    (tmp_path / "model.ckpt-8.data-00000-of-00001").write_bytes(b"partial")
+    (tmp_path / f".model.ckpt-8{SETTINGS_SUFFIX}{TEMP_MARKER}x").write_text("{")
+    for name in os.listdir(tmp_path):
+        if name.startswith("model.ckpt-3."):
+            os.link(tmp_path / name, tmp_path / name.replace("ckpt-3", "ckpt-1"))
+    removed = []
+    ckpt = _checkpointer(tmp_path, model, optimizer, max_to_keep=2, log=removed.append)
+    assert leftovers(str(tmp_path)) == [] and not (tmp_path / "model.ckpt-8.data-00000-of-00001").exists()
+    assert removed and "interrupted saves" in removed[0]
+    ckpt.save(4)
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [3, 4]  # the escaped step 1 is gone too
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("model.ckpt-1")) == []
+
+
+def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tmp_path):
+    import numpy as np
+
+    model, optimizer = _model_and_optimizer()
+    ckpt = _checkpointer(tmp_path, model, optimizer)
+    ckpt.save(1)
+    kept = [v.numpy() for v in model.weights]
+    for v in model.weights:
+        v.assign(v + 1.0)
+    ckpt.save(2)
+    with open(str(tmp_path / "model.ckpt-2.data-00000-of-00001"), "r+b") as f:
+        f.truncate(20)
+    messages = []
+    fresh, fresh_opt = _model_and_optimizer()
+    restored = _checkpointer(tmp_path, fresh, fresh_opt, log=messages.append).restore_latest()
+    assert restored.endswith("model.ckpt-1")
+    assert "model.ckpt-2 cannot be read" in messages[0] and "falling back to the previous one" in messages[0]
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(kept, fresh.weights))
+
+    from training.checkpoints import CheckpointMismatchError
+
+    other, other_opt = _model_and_optimizer(classes=5)
+    with pytest.raises(CheckpointMismatchError, match="another --model, --num_classes"):
+        _checkpointer(tmp_path, other, other_opt).restore_latest()
+
+
+def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp_path):
+    from training.checkpoints import CheckpointSaveError
+
+    model, optimizer = _model_and_optimizer(units=512, classes=512)  # 1 MB of weights, 2 MB with momentum
+    ckpt = _checkpointer(tmp_path, model, optimizer)
+    ckpt.save(1)
+    before = sorted(os.listdir(tmp_path))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, hard))  # writes past 0.5 MB fail as on a full disk
+    try:
+        with pytest.raises(CheckpointSaveError) as info:
+            ckpt.save(2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    message = str(info.value)
+    assert "\n" not in message and f"cannot write checkpoint model.ckpt-2 in {tmp_path}: File too large" in message
+    assert "MB needed" in message and "model.ckpt-1 is intact" in message
+    assert sorted(os.listdir(tmp_path)) == before and list_checkpoints(str(tmp_path))[-1].endswith("model.ckpt-1")

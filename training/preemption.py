@@ -21,7 +21,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from backends.launcher import PREEMPTED_EXIT_CODE  # one value for ranks and the launcher (75)
+from exit_codes import PREEMPTED_EXIT_CODE
 
 __all__ = ["PREEMPTED_EXIT_CODE", "TrainingPreempted", "handling", "request", "requested", "reset",
            "stop_if_requested"]
