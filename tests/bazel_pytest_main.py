@@ -28,6 +28,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         args = args[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # What pytest's prepend import mode gives a module outside a package: its own directory on
+    # sys.path (for `from conftest import ...`), here the runfiles one, not the source tree's.
+    modules = [a for a in args if a.endswith(".py")]
+    for module_dir in dict.fromkeys(os.path.dirname(os.path.join(root, m)) for m in modules):
+        sys.path.insert(0, module_dir)
     os.chdir(root)  # as `make test`, from the repository root
     import pytest  # after sys.path is cleaned
 

@@ -34,6 +34,7 @@ NOT_PACKAGES = {"third_party", "configs", "docs", "results", "cache"}
 OWNER_RANK = {"py_library": 0, "py_binary": 1, "py_test": 2, "pytest_test": 3}
 # pytest markers that get a target of their own (pytest_test's slow / keras2 arguments).
 MARKER_TARGETS = ("slow", "keras2")
+MISSING = "<missing>"  # a first-party import that names no module of the tree
 PYTEST_LOAD = 'load("//tests:pytest.bzl", "pytest_test")'
 
 
@@ -182,19 +183,24 @@ def imported_modules(path: str, root: str, modules: Dict[str, str]) -> List[Tupl
         tree = ast.parse(f.read(), filename=path)
     found = []
 
-    def resolve(dotted: str) -> Optional[str]:
+    top_level = {name.split(".")[0] for name in by_name}
+
+    def resolve(dotted: str, module_part: str) -> Optional[str]:
+        """The module file of ``dotted`` (a module, or an attribute of ``module_part``);
+        MISSING for a first-party name that is neither; None for third-party names."""
         parts = dotted.split(".")
         if parts[0] in local:
             return local[parts[0]]
-        for n in range(len(parts), 0, -1):  # the deepest first-party module it names
-            if ".".join(parts[:n]) in by_name:
-                return by_name[".".join(parts[:n])]
-        return None
+        if parts[0] not in top_level:
+            return None
+        if dotted in by_name:
+            return by_name[dotted]
+        return by_name.get(module_part, MISSING)
 
     for node in ast.walk(tree):
-        names: List[Tuple[str, str]] = []  # (dotted name, the import as written)
+        names: List[Tuple[str, str, str]] = []  # (dotted name, its module part, the import as written)
         if isinstance(node, ast.Import):
-            names = [(a.name, f"import {a.name}") for a in node.names]
+            names = [(a.name, a.name, f"import {a.name}") for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the importing module's package
@@ -204,9 +210,9 @@ def imported_modules(path: str, root: str, modules: Dict[str, str]) -> List[Tupl
                 pkg_parts = pkg_parts[:len(pkg_parts) - node.level + 1]
                 base = ".".join(pkg_parts + ([base] if base else []))
             written = f"from {'.' * node.level}{node.module or ''} import "
-            names = [(f"{base}.{a.name}" if base else a.name, written + a.name) for a in node.names]
-        for dotted, written in names:
-            module = resolve(dotted)
+            names = [(f"{base}.{a.name}" if base else a.name, base, written + a.name) for a in node.names]
+        for dotted, module_part, written in names:
+            module = resolve(dotted, module_part)
             if module and module != path:
                 found.append((module, node.lineno, written))
     return found
@@ -281,7 +287,7 @@ def check(root: str) -> List[Problem]:
         deps = sorted({owner[m].label for m, _, _ in imported_modules(path, root, modules) if m in owner})
         is_main = "__main__" in open(os.path.join(root, path), encoding="utf-8").read() and not package
         stanza = _stanza(path, package, deps, is_main)
-        missing = [m for m, _, _ in imported_modules(path, root, modules) if m not in owner]
+        missing = [m for m, _, _ in imported_modules(path, root, modules) if m not in owner and m != MISSING]
         note = f" (and targets for {', '.join(sorted(set(missing)))})" if missing else ""
         if package not in builds:
             note += f"; create {build_rel} with a package(default_visibility = [...]) for its layer"
@@ -300,6 +306,9 @@ def check(root: str) -> List[Problem]:
                                                 target=target.label, drop_target=gone, manual=not gone))
                     continue
                 for module, line, dotted in imported_modules(src, root, modules):
+                    if module == MISSING:
+                        problems.append(Problem(rel, f"{target.label}: {src}:{line}: {dotted}: no such module in "
+                                                     f"the tree (not committed yet, or misspelt)", manual=True))
                     if module in own or module not in owner:
                         continue
                     needed.setdefault(owner[module].label, (src, line, dotted))
