@@ -122,6 +122,12 @@ def test_new_module_gets_a_target_from_fix(tree):
     assert '"//low:a",' in read(tree, "high/BUILD").split('name = "c"')[1]
 
 
+def test_import_of_a_module_not_in_the_tree_is_reported(tree):
+    write(tree, {"high/b.py": "from low.gone import thing\n"})
+    problems = cbd.check(tree)
+    assert any(p.manual and "from low.gone import thing: no such module" in str(p) for p in problems), problems
+
+
 def test_deleted_module_loses_its_target(tree):
     os.remove(os.path.join(tree, "high/b.py"))
     assert "does not exist" in str(cbd.check(tree)[0])
