@@ -10,11 +10,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from backends.base import Backend
-from keras_compat import optimizer_variables
+from keras_compat import IS_KERAS_3, optimizer_variables
+from training import preemption
 from training.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.losses import classification_loss
-from training.optimizers import gradient_scale, scale_loss, unscale_gradients
+from training.nonfinite import NonFiniteGuard, NonFiniteLossError, all_finite
+from training.optimizers import gradient_scale, is_loss_scaled, scale_loss, unscale_gradients
 from training.schedules import WarmupDecaySchedule
 from training.weight_decay import DecayRule, decay_coefficients, l2_penalty
 
@@ -40,6 +42,11 @@ class TrainConfig:
         decay: which variables take how much weight decay (the recipe's selection); None: all of
             them ``weight_decay``.
         aux_loss_weights: weights of the model's auxiliary outputs' losses (its recipe's).
+        decoupled_decay: the optimizer applies weight decay itself (AdamW, LAMB); the step adds no
+            gradient term and ``total_loss`` no penalty.
+        clip_grad_norm: clip the global gradient norm (over all replicas) to this; 0: no clipping.
+        nan_policy: ``stop`` or ``skip_step`` (see :mod:`training.nonfinite`).
+        max_consecutive_skips: ``skip_step``: skipped steps in a row that stop training.
     """
 
     num_classes: int
@@ -54,6 +61,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     decay: Optional[DecayRule] = None
     aux_loss_weights: Tuple[float, ...] = ()
+    decoupled_decay: bool = False
+    clip_grad_norm: float = 0.0
+    nan_policy: str = "stop"
+    max_consecutive_skips: int = 5
 
     @property
     def decay_rule(self) -> DecayRule:
@@ -87,6 +98,7 @@ class TrainResult:
     total_loss: float = math.nan
     resumed_from: Optional[str] = None
     log_lines: int = 0
+    skipped_steps: int = 0
 
 
 class Trainer:
@@ -94,7 +106,18 @@ class Trainer:
 
     The model and optimizer must have been created inside ``backend.scope()``, and the optimizer
     built on the model's trainable variables there (Keras 3 creates slot variables lazily
-    otherwise, which fails inside a replica context).
+    otherwise, which fails inside a replica context). The trainer creates its own device-side
+    state (last loss, non-finite counters) in that scope too.
+
+    One step, for every backend and both Keras versions:
+
+    1. each replica: normalise the batch (uint8 from the input pipeline), forward, backward, add
+       weight decay as the gradient term ``c * v`` (unless the optimizer decays decoupled), check
+       that the loss and gradients are finite;
+    2. all replicas and processes: sum the "not finite" verdicts, so every one decides alike;
+    3. apply the update (gradients summed by the optimizer, or averaged by the backend; clipped by
+       global norm after that sum), or drop it as ``--nan_policy`` says;
+    4. the weights' moving average, if any.
 
     Args:
         model: Keras model mapping images to logits.
@@ -105,11 +128,15 @@ class Trainer:
         log: where log lines go.
         checkpointer: None disables checkpoints (``--nodo_checkpoint``).
         hooks: periodic callbacks (evaluation).
+        preprocess: applied to each replica's images inside the step (normalisation of uint8
+            batches on the device); None: the batches are ready.
+        ema: an exponential moving average of the weights: its ``update(iterations)`` runs in the
+            device loop after every step.
     """
 
     def __init__(self, *, model, optimizer, schedule: WarmupDecaySchedule, backend: Backend, config: TrainConfig,
                  log: TrainLog, checkpointer: Optional[Checkpointer] = None,
-                 hooks: Sequence[PeriodicHook] = ()) -> None:
+                 hooks: Sequence[PeriodicHook] = (), preprocess: Optional[Callable] = None, ema=None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
@@ -119,27 +146,37 @@ class Trainer:
         self.log = log
         self.checkpointer = checkpointer
         self.hooks = list(hooks)
+        self.preprocess = preprocess
+        self.ema = ema
         # Each replica's loss is its sum divided by the global batch, so that the optimizer's
         # cross-replica sum of gradients is the gradient of the global mean.
         self._loss_denominator = float(config.per_replica_batch * self.strategy.num_replicas_in_sync)
-        # Weight decay per trainable variable, fixed for the run (model.trainable_variables order).
-        self._decay = decay_coefficients(model, config.decay_rule)
+        # Weight decay per trainable variable as a gradient term, fixed for the run; none when the
+        # optimizer applies it decoupled.
+        self._decay = ([0.0] * len(model.trainable_variables) if config.decoupled_decay
+                       else decay_coefficients(model, config.decay_rule))
+        self._loss_scaled = is_loss_scaled(optimizer)
+        with self.strategy.scope():
+            self.guard = NonFiniteGuard(config.nan_policy, config.max_consecutive_skips)
+            # The last step's loss and total_loss, each replica's share; read (summed) once per call.
+            self._last_loss = _replica_sum(0.0)
+            self._last_total = _replica_sum(0.0)
         self._loop_fn = None
         self._loop_size = None
 
     # -- one step ---------------------------------------------------------------------------------
 
-    def _step_fn(self, images, labels, is_last):
-        """One replica's step; returns (loss, total_loss) contributions, total only when ``is_last``.
+    def _compute(self, images, labels, is_last):
+        """Replica: gradients (decay added) and finiteness verdicts; records the loss.
 
-        Weight decay is applied as the gradient term it is: ``coefficient * v`` is added to each
-        variable's gradient, the same mathematics as an L2 term ``coefficient * l2_loss(v)`` in the loss
-        without differentiating it. The penalty itself, for ``total_loss``, is computed only on the
-        last step of a loop call (the only one logged), from the weights before that step's update.
+        ``total_loss`` adds the weight-decay penalty ``sum c * l2_loss(v)``, computed only on the last
+        step of a loop call (the only one logged), from the weights before that step's update.
         """
         cfg = self.config
         variables = self.model.trainable_variables
         replicas = self.strategy.num_replicas_in_sync
+        if self.preprocess is not None:
+            images = self.preprocess(images)
         with tf.GradientTape() as tape:
             outputs = self.model(images, training=True)
             per_example = classification_loss(labels, outputs, cfg.num_classes, cfg.label_smoothing,
@@ -151,9 +188,10 @@ class Trainer:
         grads = self._add_decay(grads, variables, replicas)
         penalty = tf.cond(is_last, lambda: l2_penalty(variables, self._decay) / replicas,
                           lambda: tf.constant(0.0, tf.float32))
-        grads = self.backend.reduce_gradients(grads)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        return loss, loss + penalty
+        self._last_loss.assign(loss)
+        self._last_total.assign(loss + penalty)
+        bad = tf.stack([tf.cast(~tf.math.is_finite(loss), tf.int32), tf.cast(~all_finite(grads), tf.int32)])
+        return grads, bad
 
     def _add_decay(self, grads, variables, replicas: int):
         """``g + c * v`` per variable; divided among replicas, whose gradients are summed."""
@@ -168,19 +206,74 @@ class Trainer:
             out.append(g + tf.cast(c * factor, g.dtype) * tf.cast(v, g.dtype))
         return out
 
-    def _make_loop(self):
+    def _apply(self, grads, poison):
+        """Replica: sums/averages gradients, clips them, applies them.
+
+        ``poison``: the loss scale must see non-finite gradients on every replica (another one
+        overflowed), so that all of them skip the step and lower the scale together.
+        """
+        grads = [None if g is None else tf.where(poison, tf.cast(float("nan"), g.dtype), g) for g in grads] \
+            if self._loss_scaled else grads
+        grads = self.backend.reduce_gradients(grads)
+        if self.config.clip_grad_norm > 0:
+            grads = self._clip(grads)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+
+    def _clip(self, grads):
+        """Clips the global gradient (the sum over replicas) to ``clip_grad_norm``.
+
+        The optimizer sums replicas' gradients itself, after any clipping of its own (which would
+        clip each replica's share): sum here, clip, and hand each replica an equal share of it.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        present = [i for i, g in enumerate(grads) if g is not None]
+        values = [tf.convert_to_tensor(grads[i]) for i in present]
+        if replicas > 1:
+            values = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+        norm = self.config.clip_grad_norm * gradient_scale(self.optimizer)
+        values, _ = tf.clip_by_global_norm(values, norm)
+        out = list(grads)
+        for i, v in zip(present, values):
+            out[i] = v / replicas if replicas > 1 else v
+        return out
+
+    def _train_step(self, images, labels, is_last):
+        """Cross-replica: one step on every replica, the update decided for all of them at once."""
         strategy = self.strategy
+        grads, bad = strategy.run(self._compute, args=(images, labels, is_last))
+        # Verdicts of all replicas and processes: [non-finite losses, non-finite gradient sets].
+        bad = self.backend.reduce_sum(strategy.reduce(tf.distribute.ReduceOp.SUM, bad, axis=None))
+        loss_bad, grads_bad = bad[0] > 0, bad[1] > 0
+        # With a loss scale, non-finite gradients are its signal to skip and lower the scale.
+        apply = ~loss_bad if self._loss_scaled else ~(loss_bad | grads_bad)
+        iterations = self.optimizer.iterations
+
+        def applied():
+            strategy.run(self._apply, args=(grads, grads_bad))
+            if self._loss_scaled and IS_KERAS_3:
+                # Keras 3's loss scale does not count the steps it skips (Keras 2's does): count them.
+                iterations.assign_add(tf.cast(grads_bad, iterations.dtype))
+            self.guard.on_applied()
+
+        def dropped():
+            self.guard.on_nonfinite(iterations)
+
+        tf.cond(apply, applied, dropped)
+        if self.ema is not None:
+            self.ema.update(iterations)
+
+    def _make_loop(self):
+        guard = self.guard
 
         @tf.function
         def loop(iterator, steps):
-            loss = tf.constant(0.0)
-            total = tf.constant(0.0)
-            for i in tf.range(steps):  # NPU adapters sink this loop onto the device.
+            # The loop is the function's last statement and returns nothing: the Ascend adapter sinks
+            # only such a loop onto the device (no host round trip per step); results are read
+            # from variables after the call.
+            for i in tf.range(steps):
                 images, labels = next(iterator)
-                per_replica = strategy.run(self._step_fn, args=(images, labels, tf.equal(i, steps - 1)))
-                loss = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[0], axis=None)
-                total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[1], axis=None)
-            return loss, total
+                if not guard.stopped:
+                    self._train_step(images, labels, tf.equal(i, steps - 1))
 
         return loop
 
@@ -201,6 +294,19 @@ class Trainer:
                 stops.append((step // every + 1) * every)
         return min(stops)
 
+    def _raise_nonfinite(self, stopped_at: int, skipped: int) -> None:
+        cfg = self.config
+        latest = self.checkpointer.latest if self.checkpointer else None
+        last_good = self.step if cfg.nan_policy == "stop" else stopped_at - self.guard.max_consecutive
+        where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        what = (f"{self.guard.max_consecutive} steps in a row up to step {stopped_at}" if cfg.nan_policy == "skip_step"
+                else f"step {stopped_at}")
+        raise NonFiniteLossError(
+            f"the loss or gradients were not finite at {what}; that update was not applied and nothing "
+            f"was saved after it ({where}). Lower --lr or raise --warmup_epochs (or add --clip_grad_norm), "
+            "then resume from that checkpoint.",
+            step=stopped_at, last_good_step=last_good, checkpoint=latest)
+
     def train(self, dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]) -> TrainResult:
         """Trains until ``config.max_steps``, resuming from the newest checkpoint if any.
 
@@ -211,7 +317,8 @@ class Trainer:
             A :class:`TrainResult`.
 
         Raises:
-            FloatingPointError: if the loss becomes NaN or infinite (nothing is checkpointed then).
+            NonFiniteLossError: the loss or gradients became NaN or infinite (``--nan_policy``); no
+                update with them was applied and nothing was saved after the last good step.
         """
         cfg = self.config
         resumed = self.checkpointer.restore_latest() if self.checkpointer else None
@@ -234,6 +341,8 @@ class Trainer:
         iterator = iter(self.backend.distribute_dataset(dataset_fn))
         if self._loop_fn is None:
             self._loop_fn = self._make_loop()
+        self.guard.reset()
+        skipped_logged = self.guard.read()[2]
 
         step = start
         # Seconds inside training calls since the last log line: checkpoints and hooks (evaluation)
@@ -245,16 +354,16 @@ class Trainer:
                 self.backend.set_loop_size(n)
                 self._loop_size = n
             began = time.perf_counter()
-            loss_t, total_t = self._loop_fn(iterator, tf.constant(n, tf.int64))
-            loss, total = float(loss_t), float(total_t)
+            self._loop_fn(iterator, tf.constant(n, tf.int64))
+            # One read of the device-side results per call (the loop itself returns nothing).
+            loss, total = float(self._last_loss.numpy()), float(self._last_total.numpy())
+            stopped, stopped_at, skipped, _ = self.guard.read()
             interval_seconds += time.perf_counter() - began
             step = self.step
             result.final_step, result.loss, result.total_loss = step, loss, total
-            if not (math.isfinite(loss) and math.isfinite(total)):
-                raise FloatingPointError(
-                    f"loss became {loss} (total_loss {total}) at step {step}; nothing was saved for "
-                    "this step. Lower --lr or raise --warmup_epochs, then resume from the last checkpoint."
-                )
+            result.skipped_steps = skipped
+            if stopped:
+                self._raise_nonfinite(stopped_at, skipped)
             at_end = step >= cfg.max_steps
             if step % cfg.save_summary_steps == 0 or at_end:
                 seconds = max(interval_seconds, 1e-9)
@@ -264,9 +373,22 @@ class Trainer:
                 )
                 result.log_lines += 1
                 interval_seconds, interval_step = 0.0, step
+                if skipped > skipped_logged:
+                    self.log.info(f"--nan_policy=skip_step: {skipped - skipped_logged} steps with a non-finite loss "
+                                  f"or gradients were skipped since the last log line ({skipped} in all).")
+                    skipped_logged = skipped
             if self.checkpointer and (step % cfg.save_checkpoints_steps == 0 or at_end):
                 self.checkpointer.save(step)
+            # SIGTERM/SIGINT: save (unless just saved) and raise TrainingPreempted, every rank alike.
+            preemption.stop_if_requested(step, self.backend, self.checkpointer)
             for hook in self.hooks:
                 if step % hook.every_steps == 0 or (at_end and hook.at_end):
                     hook.fn(step)
         return result
+
+
+def _replica_sum(value: float) -> tf.Variable:
+    """A scalar each replica writes on its own; reading it outside the step sums the replicas."""
+    return tf.Variable(value, dtype=tf.float32, trainable=False,
+                       synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.SUM)
