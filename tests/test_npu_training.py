@@ -1,7 +1,8 @@
 """``main.py --backend=npu`` end to end on the CPU, through the backend's own code path.
 
-Each test runs real ``main.py`` processes with the recording ``npu_device`` stand-in on
-``PYTHONPATH``, then reads back what the backend asked of the adapter and in which order.
+Each test runs real ``main.py`` processes with the ``npu_device`` stand-in on ``PYTHONPATH`` (under
+Keras 2, as on an Ascend server), then reads back what the backend asked of the adapter and in which
+order. Several ranks really exchange their gradients through the stand-in's collectives.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from npu_testutil import ROOT, events, first_seq, read_calls, standin_env, v1_0_table, write_hccn_conf, write_json
+from npu_testutil import ROOT, events, first_seq, read_calls, standin_env, write_hccn_conf
 
 from training.checkpoints import list_checkpoints
 from training.log import parse_line
@@ -50,10 +51,12 @@ def test_one_npu_trains_with_options_before_open_and_loop_sinking(tmp_path):
     assert first_seq(calls, "as_default") < first_seq(calls, "first_variable_created")
     [opened] = events(calls, "open")
     assert opened["variables_alive"] == 0  # no variable existed when the device opened
-    assert opened["env"]["NPU_LOOP_SIZE"] is not None
+    assert opened["env"]["NPU_LOOP_SIZE"] is None  # read by the adapter at import only: left alone
+    assert opened["options"]["op_debug_config"] == "/tmp/debug.json" and opened["options"]["hcom_parallel"] == "1"
 
     # Loop sinking: each tf.function call runs --iterations_per_loop steps on the device.
     assert [c["n"] for c in events(calls, "set_npu_loop_size")] == [3]  # set once, unchanged after
+    assert not [c for c in events(calls, "set_option") if c["after_open"]]
     assert first_seq(calls, "set_npu_loop_size") > first_seq(calls, "first_variable_created")
 
     # allow_mix_precision is a float16 mode: the adapter's loss-scale optimizer, and the loss scaled.
@@ -69,38 +72,6 @@ def test_one_npu_trains_with_options_before_open_and_loop_sinking(tmp_path):
     assert "precision_mode=allow_mix_precision loss_scale=dynamic" in proc.stdout + proc.stderr
 
 
-@pytest.mark.keras2
-def test_a_rank_of_two_all_reduces_every_step_after_one_broadcast(tmp_path):
-    calls_dir = tmp_path / "calls"
-    calls_dir.mkdir()
-    env = standin_env(calls_dir, RANK_ID="1", RANK_SIZE="2", ASCEND_DEVICE_ID="1", DEVICE_ID="1",
-                      RANK_TABLE_FILE=write_json(tmp_path / "rank_table.json", v1_0_table(2)))
-    proc = _main(tmp_path, env, "--rank_size=2", "--precision_mode=allow_fp32_to_bf16", "--max_train_steps=4",
-                 "--iterations_per_loop=2", "--save_summary_steps=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    [calls] = read_calls(calls_dir).values()
-    [opened] = events(calls, "open")
-    assert opened["device_id"] == 1 and opened["env"]["RANK_ID"] == "1"
-
-    # Rank 0's initial variables, once, after the model exists and before the first step.
-    [broadcast] = events(calls, "broadcast")
-    assert broadcast["root_rank"] == 0 and broadcast["eager"] and not broadcast["created_before_open"]
-    assert first_seq(calls, "first_variable_created") < broadcast["seq"] < first_seq(calls, "all_reduce_run")
-    # Gradients averaged every step: traced once, run once per step.
-    assert [c["reduction"] for c in events(calls, "all_reduce") if c["traced"]] == ["mean"]
-    assert len(events(calls, "all_reduce_run")) == 4
-    # Eager collectives: ranks agree on the start step and on the final weights, then leave together.
-    assert [c["reduction"] for c in events(calls, "all_reduce") if not c["traced"]] == [
-        "max", "min", "max", "min", "sum"]
-    assert [c["n"] for c in events(calls, "set_npu_loop_size")] == [2]
-    assert not events(calls, "loss_scale_optimizer")  # bfloat16 needs no loss scaling
-
-    # This rank's own results directory, results/2p/1 (relative to the working directory).
-    lines = _log_lines(tmp_path / "results" / "2p" / "1" / "alexnet_training.log")
-    assert [line["step"] for line in lines] == [2, 4]
-    assert "[rank 1] " in proc.stdout
-
-
 def test_without_the_adapter_main_says_what_to_install(tmp_path):
     env = standin_env(tmp_path)
     env["PYTHONPATH"] = ROOT  # no stand-in
@@ -111,28 +82,44 @@ def test_without_the_adapter_main_says_what_to_install(tmp_path):
     assert not (tmp_path / "results").exists()  # nothing was built or written
 
 
+@pytest.mark.keras2
 def test_main_launches_two_ranks_that_train(tmp_path):
     calls_dir = tmp_path / "calls"
     calls_dir.mkdir()
     env = standin_env(calls_dir)
     proc = _main(tmp_path, env, "--rank_size=2", f"--hccn_conf={write_hccn_conf(tmp_path / 'hccn.conf', 2)}",
-                 "--max_train_steps=2", "--iterations_per_loop=2", "--save_summary_steps=2",
-                 "--precision_mode=force_fp32", "--job_id=alexnet-e2e")
+                 "--max_train_steps=4", "--iterations_per_loop=2", "--save_summary_steps=2",
+                 "--precision_mode=allow_fp32_to_bf16", "--job_id=alexnet-e2e")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     calls = read_calls(calls_dir)
     assert sorted(calls) == ["rank0", "rank1"]
     table = str(tmp_path / "results" / "2p" / "rank_table.json")
     for rank in (0, 1):
-        [opened] = events(calls[f"rank{rank}"], "open")
-        assert opened["device_id"] == rank
+        rank_calls = calls[f"rank{rank}"]
+        [opened] = events(rank_calls, "open")
+        assert (opened["device_id"], opened["mode"], opened["worker_id"]) == (rank, "rank_table", rank)
         env_seen = opened["env"]
         assert (env_seen["RANK_SIZE"], env_seen["RANK_ID"], env_seen["ASCEND_DEVICE_ID"], env_seen["DEVICE_ID"],
                 env_seen["JOB_ID"], env_seen["RANK_TABLE_FILE"]) == ("2", str(rank), str(rank), str(rank),
                                                                      "alexnet-e2e", table)
-        assert len(events(calls[f"rank{rank}"], "broadcast")) == 1
-        assert len(events(calls[f"rank{rank}"], "all_reduce_run")) == 2
+        # Rank 0's initial variables, once, after the model exists and before the first step.
+        [broadcast] = events(rank_calls, "broadcast")
+        assert broadcast["root_rank"] == 0 and broadcast["eager"] and not broadcast["created_before_open"]
+        assert len(events(rank_calls, "broadcast_run")) == 1
+        # Gradients averaged every step, inside the device loop: traced once, run once per step.
+        [gradients] = [c for c in events(rank_calls, "all_reduce") if c["traced"] and c["reduction"] == "mean"]
+        runs = [c for c in events(rank_calls, "all_reduce_run") if c["traced"] and c["n"] == gradients["n"]]
+        assert len(runs) == 4 and gradients["n"] == 16  # AlexNet's 8 kernels and 8 biases
+        assert first_seq(rank_calls, "first_variable_created") < broadcast["seq"] < runs[0]["seq"]
+        # Eager collectives: ranks agree on the start step and the final weights (exact max == min), then
+        # leave together.
+        eager = [c["reduction"] for c in events(rank_calls, "all_reduce") if not c["traced"]]
+        assert eager[:2] == ["max", "min"] and eager[-1] == "sum"
+        assert [c["n"] for c in events(rank_calls, "set_npu_loop_size")] == [2]
+        assert not events(rank_calls, "loss_scale_optimizer")  # bfloat16 needs no loss scaling
         lines = _log_lines(tmp_path / "results" / "2p" / str(rank) / "alexnet_training.log")
-        assert [line["step"] for line in lines] == [2]
+        assert [line["step"] for line in lines] == [2, 4]
+    assert "[rank 1] " in proc.stdout + proc.stderr
     # Only rank 0 (the chief) writes checkpoints, into the directory every rank resumes from.
-    assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path / "results" / "2p" / "0"))] == ["model.ckpt-2"]
+    assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path / "results" / "2p" / "0"))] == ["model.ckpt-4"]
     assert not list_checkpoints(str(tmp_path / "results" / "2p" / "1"))
