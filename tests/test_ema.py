@@ -3,6 +3,7 @@
 import json
 import os
 
+import eval_testutil as ev
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -101,25 +102,44 @@ def test_saved_and_restored_with_a_checkpoint(tmp_path):
         assert not swapped
 
 
-@pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") == "1", reason="one end-to-end run is enough")
-def test_train_and_evaluate_reports_the_average(tmp_path, main_runner):
-    """A real run: the table shows the average, the raw weights' result is logged beside it; evaluate and
-    export read the average from the checkpoint."""
-    run = tmp_path / "run"
-    common = ("--extra_modules=tests/eval_testutil.py", "--model=scores_linear", "--dataset=handmade", "--backend=cpu",
-              "--batch_size=3", "--model_ema")
-    main_runner(*common, "--mode=train_and_evaluate", "--max_train_steps=4", "--iterations_per_loop=4",
+COMMON = ("--extra_modules=tests/eval_testutil.py", "--model=scores_linear", "--dataset=handmade", "--backend=cpu",
+          "--batch_size=3", "--model_ema")
+
+
+def _train_and_evaluate(run, main_runner):
+    main_runner(*COMMON, "--mode=train_and_evaluate", "--max_train_steps=4", "--iterations_per_loop=4",
                 "--epochs_between_evals=0", "--model_ema_steps=2", "--model_ema_decay=0.9", "--max_epochs=1",
                 "--warmup_epochs=0", "--lr=0.5", f"--log_dir={run}")
     records = [json.loads(line) for line in open(run / "metrics.jsonl")]
-    evals = [r for r in records if r.get("type") == "eval"]
-    raws = [r for r in records if r.get("type") == "eval_raw"]
+    return [r for r in records if r.get("type") == "eval"], [r for r in records if r.get("type") == "eval_raw"]
+
+
+@pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") == "1", reason="one end-to-end run is enough")
+def test_train_and_evaluate_reports_the_average(tmp_path, main_runner):
+    """A real run: the table shows the average, the raw weights' result is logged beside it."""
+    evals, raws = _train_and_evaluate(tmp_path / "run", main_runner)
     assert evals and raws and evals[-1]["step"] == raws[-1]["step"] == 4
     # The average of a few steps differs from the last weights: so do the losses of the two evaluations.
     assert evals[-1]["loss"] != raws[-1]["loss"]
-    ckpt = tf.train.latest_checkpoint(str(run))
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "run"))
     assert ckpt and checkpoint_has_ema(ckpt)
-    again = main_runner(*common, "--mode=evaluate", f"--checkpoint_path={ckpt}", f"--log_dir={tmp_path / 'eval'}")
+
+
+@pytest.mark.slow
+def test_evaluate_and_export_read_the_average(tmp_path, main_runner):
+    """--mode=evaluate reproduces train_and_evaluate's row of the average; export serves the average."""
+    evals, _ = _train_and_evaluate(tmp_path / "run", main_runner)
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "run"))
+    again = main_runner(*COMMON, "--mode=evaluate", f"--checkpoint_path={ckpt}", f"--log_dir={tmp_path / 'eval'}")
     assert "evaluating the weight averages" in again.stdout
     record = [json.loads(line) for line in open(tmp_path / "eval" / "metrics.jsonl")][-1]
     assert record["loss"] == pytest.approx(evals[-1]["loss"], rel=1e-6)
+    export_dir = tmp_path / "export"
+    main_runner(*COMMON, "--mode=export", f"--checkpoint_path={ckpt}", f"--export_dir={export_dir}")
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_images"]
+    images = np.random.default_rng(0).random((2, ev.IMAGE_SIZE, ev.IMAGE_SIZE, 3)).astype(np.float32)
+    stored = tf.train.load_checkpoint(ckpt)
+    kernel, bias = (stored.get_tensor(f"ema/averages/logits>{name}/.ATTRIBUTES/VARIABLE_VALUE")
+                    for name in ("kernel", "bias"))
+    np.testing.assert_allclose(serve(images=tf.constant(images))["logits"].numpy(),
+                               images.reshape(2, -1) @ kernel + bias, rtol=1e-4, atol=1e-5)
