@@ -18,7 +18,7 @@ demo: setup
 	$(PY) main.py --flagfile=configs/demo_cpu.flags
 
 # Code the Ascend NPU path imports or runs there, where Python is at most 3.9.
-PY39_SOURCES := main.py registry.py keras_compat.py atomic.py backends datasets training zoo tools
+PY39_SOURCES := main.py registry.py keras_compat.py atomic.py run_dir.py exit_codes.py backends datasets training zoo tools
 
 # The whole test suite (what CI runs): Python 3.9 syntax of the NPU path, every test under Keras 3,
 # then the tests marked keras2 again under Keras 2 (tf_keras), which the NPU adapter runs on.
