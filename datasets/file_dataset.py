@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import tensorflow as tf
 
 from datasets import pipeline, preprocessing
+from datasets.bad_data import BadDataPolicy, BadDataTracker, policy_from_flags
 from datasets.base import ImageDataset
 from datasets.pipeline import PipelineOptions
 from datasets.preprocessing import PreprocessConfig
@@ -19,12 +20,16 @@ class FileDataset(ImageDataset):
     """A dataset whose readers yield encoded images; preprocessing and batching are shared.
 
     Subclasses implement :meth:`records` (a dataset of ``{"encoded", "label"[, "bboxes"]}``
-    for one pipeline) and :meth:`num_examples`.
+    for one pipeline) and :meth:`num_examples`. A reader whose records still need reading or
+    parsing (file paths, serialized TFRecords) also overrides :meth:`parse`, which runs inside the
+    decode map, and gives each record a ``name`` so that an unreadable one is named
+    (``datasets/bad_data.py``).
 
     Args:
         options: tf.data knobs (shuffle buffer, determinism, thread pool).
         preprocess: overrides of :class:`PreprocessConfig` fields; None values keep the dataset's
             defaults (``default_area_range``, ``default_random_flip``) or the recipe's.
+        bad_data_policy: how many unreadable images or records to skip (``--max_bad_images``, ``--strict``).
         **kwargs: see :class:`datasets.base.ImageDataset`.
     """
 
@@ -33,9 +38,12 @@ class FileDataset(ImageDataset):
     label_offset: int = 0
 
     def __init__(self, *, options: Optional[PipelineOptions] = None,
-                 preprocess: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+                 preprocess: Optional[Dict[str, Any]] = None,
+                 bad_data_policy: Optional[BadDataPolicy] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options or PipelineOptions()
+        self.bad_data_policy = bad_data_policy or BadDataPolicy()
+        self._bad_data: Dict[str, BadDataTracker] = {}
         overrides: Dict[str, Any] = dict(area_range=self.default_area_range, random_flip=self.default_random_flip)
         overrides.update({k: v for k, v in (preprocess or {}).items() if v is not None})
         self.preprocess_config = PreprocessConfig.from_recipe(self.recipe, **overrides)
@@ -44,7 +52,8 @@ class FileDataset(ImageDataset):
     def from_flags(cls, flags_obj: Any, recipe) -> FileDataset:
         return cls(recipe=recipe, data_dir=flags_obj.data_dir, num_classes=flags_obj.num_classes or None,
                    seed=flags_obj.seed, options=pipeline.options_from_flags(flags_obj),
-                   preprocess=pipeline.preprocess_overrides(flags_obj), **cls.extra_kwargs(flags_obj))
+                   preprocess=pipeline.preprocess_overrides(flags_obj),
+                   bad_data_policy=policy_from_flags(flags_obj), **cls.extra_kwargs(flags_obj))
 
     @classmethod
     def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
@@ -55,6 +64,16 @@ class FileDataset(ImageDataset):
     def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
                 seed: Optional[int]) -> tf.data.Dataset:
         """This pipeline's encoded images with labels; shuffled and repeated when training."""
+
+    def parse(self, record: Any) -> Dict[str, tf.Tensor]:
+        """One record of :meth:`records` as ``{"encoded", "label"[, "bboxes"]}`` (default: as it is)."""
+        return record
+
+    def bad_data(self, split: str) -> BadDataTracker:
+        """The unreadable images and records met in ``split`` by this process (``datasets/bad_data.py``)."""
+        if split not in self._bad_data:
+            self._bad_data[split] = BadDataTracker(split, self.bad_data_policy.limit(split), source=self.data_dir)
+        return self._bad_data[split]
 
     def pipeline_seed(self, input_context: Optional[tf.distribute.InputContext]) -> Optional[int]:
         """The seed of one pipeline: ``--seed`` plus the pipeline id (None stays random)."""
@@ -79,7 +98,7 @@ class FileDataset(ImageDataset):
         return pipeline.batches(
             records, training=training, batch_size=batch_size, config=self.preprocess_config,
             num_classes=self.num_classes, options=self.options, seed=seed, normalize=normalize,
-            label_offset=self.label_offset,
+            label_offset=self.label_offset, parse=self.parse, tracker=self.bad_data(split),
         )
 
     def normalize(self, images: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:

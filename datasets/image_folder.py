@@ -91,6 +91,9 @@ class ImageFolderDataset(FileDataset):
         if training:
             # Shuffling file names is cheap, so the whole list is shuffled, anew each epoch.
             ds = ds.shuffle(len(found), seed=seed, reshuffle_each_iteration=True).repeat()
-        return pipeline.map_records(
-            ds, lambda path, label: {"encoded": tf.io.read_file(path), "label": label},
-            self.options.deterministic)
+        # Files are read in the decode map (:meth:`parse`), where a file that cannot be read is
+        # skipped and named like one that does not decode.
+        return ds.map(lambda path, label: {"name": path, "label": label})
+
+    def parse(self, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return {"encoded": tf.io.read_file(record["name"]), "label": record["label"]}

@@ -57,6 +57,7 @@ class ImageNetDataset(FileDataset):
                 f"{os.path.join(self.data_dir, tfrecord_format.INFO_FILE)} says {stored} classes."
             )
         self._files: Dict[str, List[str]] = {}
+        self._sizes: Dict[str, int] = {}
         self._counts: Dict[str, int] = {}
 
     @classmethod
@@ -80,7 +81,7 @@ class ImageNetDataset(FileDataset):
                     f"no {split} TFRecord shards matching {pattern}; build them with "
                     "tools/build_tfrecords.py, or pass --dataset=image_folder for a folder of images."
                 )
-            _check_readable(found)
+            self._sizes.update(_check_readable(found))
             self._files[split] = found
         return self._files[split]
 
@@ -96,7 +97,9 @@ class ImageNetDataset(FileDataset):
             count = IMAGENET_EXAMPLES[split][1]
         else:
             logging.info("Counting the %s records in %d shards (no dataset_info.json)...", split, len(files))
-            count = int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+            # Readable records only: a damaged record ends its shard (see datasets/bad_data.py).
+            count = sum(int(tf.data.TFRecordDataset(f).ignore_errors().reduce(tf.constant(0, tf.int64),
+                                                                              lambda n, _: n + 1)) for f in files)
         self._counts[split] = count
         return count
 
@@ -104,13 +107,15 @@ class ImageNetDataset(FileDataset):
                 seed: Optional[int]) -> tf.data.Dataset:
         shard = pipeline.file_shard(self.files(split), input_context)
         by_example = shard.num_shards > 1
-        files = tf.data.Dataset.from_tensor_slices(shard.files)
+        tracker = self.bad_data(split)
+        files = tf.data.Dataset.from_tensor_slices(
+            (shard.files, tf.constant([self._sizes[f] for f in shard.files], tf.int64)))
         if training:
             # Every pipeline must see the same file order when it keeps every n-th example.
             file_seed = (self.seed or 0) if by_example else seed
             files = files.shuffle(len(shard.files), seed=file_seed, reshuffle_each_iteration=True).repeat()
         ds = files.interleave(
-            lambda f: tf.data.TFRecordDataset(f, buffer_size=_READ_BUFFER),
+            lambda path, size: tracker.read_shard(path, size, buffer_size=_READ_BUFFER),
             cycle_length=min(len(shard.files), _CYCLE_LENGTH), block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.options.deterministic or by_example,
         )
@@ -118,15 +123,21 @@ class ImageNetDataset(FileDataset):
             ds = ds.shard(shard.num_shards, shard.index)
         if training:
             ds = ds.shuffle(self.options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return pipeline.map_records(ds, tfrecord_format.parse_record, self.options.deterministic)
+        # Parsed in the decode map (:meth:`parse`), where a record that does not parse is skipped and named.
+        return ds
+
+    def parse(self, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return tfrecord_format.parse_record(record["serialized"])
 
 
-def _check_readable(files: List[str]) -> None:
-    """Raises a ValueError naming the shards that are empty or whose first record is corrupt."""
+def _check_readable(files: List[str]) -> Dict[str, int]:
+    """The shards' sizes; raises a ValueError naming the shards that are empty or whose first record is corrupt."""
     bad = []
+    sizes = {}
     for path in files:
         try:
-            if tf.io.gfile.stat(path).length == 0:
+            sizes[path] = tf.io.gfile.stat(path).length
+            if sizes[path] == 0:
                 bad.append(f"{path} (empty file)")
                 continue
             for _ in tf.data.TFRecordDataset(path).take(1):
@@ -137,3 +148,4 @@ def _check_readable(files: List[str]) -> None:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ValueError(f"{len(bad)} unreadable TFRecord shard(s): {shown}. Rebuild them with "
                          "tools/build_tfrecords.py or remove them.")
+    return sizes

@@ -14,6 +14,7 @@ import tensorflow as tf
 from absl import flags
 
 from datasets import mixing, preprocessing
+from datasets.bad_data import BadDataTracker
 from datasets.preprocessing import PreprocessConfig
 
 __all__ = ["PipelineOptions", "Shard", "augmentation_overrides", "batches", "file_shard", "options_from_flags",
@@ -173,6 +174,8 @@ def batches(
     seed: Optional[int] = None,
     normalize: bool = True,
     label_offset: int = 0,
+    parse: Optional[Callable[[Any], Any]] = None,
+    tracker: Optional[BadDataTracker] = None,
 ) -> tf.data.Dataset:
     """Preprocesses and batches a dataset of records.
 
@@ -189,32 +192,50 @@ def batches(
         normalize: return normalised float32 images; False returns uint8 (normalise on the device
             with :func:`datasets.preprocessing.normalize`).
         label_offset: subtracted from stored labels.
+        parse: turns a record into the dict above (reads the file, parses the TFRecord); it runs
+            in the decode map, so that a failure there counts as an unreadable image.
+        tracker: skips, counts and names the records that do not parse or decode (and stops at its
+            limit); None lets any failure end the pipeline.
 
     Returns:
         A dataset of ``(images, labels)`` batches; with mixup or cutmix on, training labels are
         float32 ``[batch, num_classes]`` soft labels.
     """
-    def parse_label(record):
-        return _check_label(tf.cast(record["label"], tf.int32) - label_offset, num_classes)
+    parse = parse or (lambda record: record)
 
     if training:
         def train_map(record, image_seed):
+            record = parse(record)
             image = preprocessing.train_image(record["encoded"], image_seed, config, record.get("bboxes"))
-            return image, parse_label(record)
+            return image, record["label"]
 
-        ds = tf.data.Dataset.zip((records, _seeds(seed))).map(train_map, num_parallel_calls=AUTOTUNE)
+        ds = _decode(tf.data.Dataset.zip((records, _seeds(seed))), train_map, tracker, finite=False,
+                     name_of=lambda record, image_seed: record.get("name"))
     else:
         def eval_map(record):
-            return preprocessing.eval_image(record["encoded"], config), parse_label(record)
+            record = parse(record)
+            return preprocessing.eval_image(record["encoded"], config), record["label"]
 
-        ds = records.map(eval_map, num_parallel_calls=AUTOTUNE)
+        ds = _decode(records, eval_map, tracker, finite=True, name_of=lambda record: record.get("name"))
     ds = ds.batch(batch_size, drop_remainder=training)
+    # Labels are checked per batch, outside the decode map, so that a wrong label is an error
+    # and never an image skipped as unreadable.
+    ds = ds.map(lambda images, labels: (images, _check_label(tf.cast(labels, tf.int32) - label_offset,
+                                                             num_classes)))
     if training and config.mixes_batches:
         ds = mix_batches(ds, config, num_classes, seed)
     if normalize:
         ds = ds.map(lambda images, labels: (preprocessing.normalize_for(images, config), labels),
                     num_parallel_calls=AUTOTUNE)
     return apply_options(ds.prefetch(AUTOTUNE), options)
+
+
+def _decode(ds: tf.data.Dataset, fn: Callable, tracker: Optional[BadDataTracker], *, finite: bool,
+            name_of: Callable) -> tf.data.Dataset:
+    """The parallel decode map; with a tracker, failures are skipped and recorded (datasets/bad_data.py)."""
+    if tracker is None:
+        return ds.map(fn, num_parallel_calls=AUTOTUNE)
+    return tracker.decode(ds, fn, name_of=name_of, finite=finite)
 
 
 def mix_batches(ds: tf.data.Dataset, config: PreprocessConfig, num_classes: int,
