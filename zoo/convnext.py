@@ -144,6 +144,7 @@ def _convnext(
 _HPARAMS: Dict[str, object] = dict(
     optimizer="adam", optimizer_epsilon=1e-8, lr=1e-3, batch_size=128, max_epochs=600, warmup_epochs=5,
     lr_schedule="cosine", weight_decay=0.0, norm_weight_decay=0.0, label_smoothing=0.1,
+    stochastic_depth_rate=0.1,  # the builder's default, torchvision's stochastic_depth_prob
 )
 
 

@@ -38,6 +38,7 @@ _RECIPE = dict(
     optimizer="rmsprop", momentum=0.9, optimizer_epsilon=1e-3, lr=0.048, batch_size=384, max_epochs=450,
     warmup_epochs=3, lr_schedule="exponential", lr_decay_factor=0.97, lr_decay_epochs=2.4,
     weight_decay=1e-5, norm_weight_decay=0.0, bias_weight_decay=0.0, label_smoothing=0.1,
+    dropout=0.2, stochastic_depth_rate=0.2,  # timm's --drop 0.2 --drop-connect 0.2 (the builder's defaults)
 )
 _BN = dict(eps=1e-5, momentum=0.1)  # B0-B4 use nn.BatchNorm2d's defaults (torchvision passes no norm_layer)
 

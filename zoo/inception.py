@@ -45,11 +45,11 @@ _Size = Union[int, Tuple[int, int]]
 # Momentum 0.9 and weight decay 4e-5 on conv/fc kernels only are TensorFlow's Inception training code's
 # (RMSPROP_MOMENTUM, inception_v3_arg_scope): the paper gives neither. Keras' RMSprop adds epsilon inside the
 # square root, as TensorFlow's does. Gradient clipping at 2.0 is not in the shared stack. That code's dropout 0.2
-# is in configs/inception_v3_imagenet.flags only: the builder keeps torchvision's 0.5.
+# is the recipe's (--dropout); the builder's default stays torchvision's 0.5.
 _RECIPE = dict(
     optimizer="rmsprop", momentum=0.9, optimizer_epsilon=1.0, lr=0.045, batch_size=200, max_epochs=100,
     warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2, lr_decay_factor=0.94, weight_decay=4e-5,
-    norm_weight_decay=0.0, bias_weight_decay=0.0, label_smoothing=0.1,
+    norm_weight_decay=0.0, bias_weight_decay=0.0, label_smoothing=0.1, dropout=0.2,
 )
 
 _BN = dict(eps=1e-3, momentum=0.1)  # BasicConv2d's BatchNorm2d(eps=0.001), PyTorch's default momentum

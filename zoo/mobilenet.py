@@ -33,7 +33,7 @@ __all__ = ["make_divisible", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3
 _RECIPE_V2 = dict(
     optimizer="momentum", momentum=0.9, use_nesterov=False, lr=0.045, batch_size=32, max_epochs=300,
     warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=1, lr_decay_factor=0.98, weight_decay=4e-5,
-    label_smoothing=0.0,
+    label_smoothing=0.0, dropout=0.2,
 )
 # "MobileNetV3 Large & Small", on 8 GPUs:
 #   torchrun --nproc_per_node=8 train.py --model $MODEL --epochs 600 --opt rmsprop --batch-size 128 --lr 0.064
@@ -43,7 +43,7 @@ _RECIPE_V2 = dict(
 _RECIPE_V3 = dict(
     optimizer="rmsprop", momentum=0.9, optimizer_epsilon=1e-3, lr=0.064, batch_size=128, max_epochs=600,
     warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2, lr_decay_factor=0.973, weight_decay=1e-5,
-    label_smoothing=0.0,
+    label_smoothing=0.0, dropout=0.2,
 )
 # torchvision's weights meta: min_size (1, 1); IMAGENET1K_V1 transforms: bilinear resize 256, crop 224.
 _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1)

@@ -32,7 +32,7 @@ _CONFIGS: Dict[str, List[Union[int, str]]] = {
 _RECIPE_BN = dict(
     optimizer="momentum", lr=0.1, batch_size=32, max_epochs=90, warmup_epochs=0, lr_schedule="piecewise",
     lr_decay_boundaries=(30, 60), lr_decay_factor=0.1, weight_decay=1e-4, label_smoothing=0.0, momentum=0.9,
-    use_nesterov=False,
+    use_nesterov=False, dropout=0.5,
 )
 _RECIPE = dict(_RECIPE_BN, lr=0.01)
 

@@ -201,7 +201,7 @@ def _vision_transformer(
 # AdamW; Adam with torch's epsilon is the nearest optimizer the stack has.
 _HPARAMS: Dict[str, object] = dict(
     optimizer="adam", optimizer_epsilon=1e-8, lr=0.003, batch_size=512, max_epochs=300, warmup_epochs=30,
-    lr_schedule="cosine", weight_decay=0.0, label_smoothing=0.11,
+    lr_schedule="cosine", weight_decay=0.0, label_smoothing=0.11, dropout=0.0,
 )
 
 
