@@ -163,3 +163,21 @@ def test_soft_label_loss_with_smoothing_matches_the_formula_and_torch():
     both = classification_loss(tf.constant(soft), [tf.constant(logits), tf.constant(logits)], NUM_CLASSES, s,
                                aux_weights=(0.4,)).numpy()
     np.testing.assert_allclose(both, 1.4 * expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_main_trains_on_the_demo_with_every_augmentation(tmp_path):
+    from conftest import run_main
+
+    from training.log import parse_line
+
+    out = run_main("--model=alexnet", "--backend=cpu", "--dataset=demo", f"--demo_cache_dir={tmp_path / 'demo'}",
+                   "--train_crop_size=63", "--val_resize_size=72", "--interpolation=bicubic", "--batch_size=8",
+                   "--max_train_steps=3", "--save_summary_steps=1", "--lr=0.001", "--warmup_epochs=0",
+                   "--nodo_checkpoint", f"--log_dir={tmp_path / 'log'}", "--auto_augment=ta_wide",
+                   "--random_erase=0.25", "--mixup_alpha=0.2", "--cutmix_alpha=1.0", "--seed=1", "--deterministic")
+    assert "image_size=63" in out.stdout
+    steps = [parse_line(line) for line in out.stdout.splitlines() if line.startswith("step:")]
+    assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
+    bad = run_main("--synthetic", "--train_crop_size=64", "--val_crop_size=96", check=False)
+    assert bad.returncode == 2 and "error: --train_crop_size=64 and --val_crop_size=96 differ" in bad.stderr
