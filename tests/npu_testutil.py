@@ -85,14 +85,15 @@ def standin_env(log_dir: str, **extra: str) -> Dict[str, str]:
 
 def read_calls(log_dir: str) -> Dict[str, List[Dict]]:
     """Recorded calls per process (``calls-<pid>.jsonl``), keyed by ``rank<R>`` from the process's ``open``
-    (``pid<P>`` for a process that opened no device)."""
+    (``pid<P>`` for a process that opened no device; ``rank<R>-pid<P>`` for a later process of the same rank)."""
     out: Dict[str, List[Dict]] = {}
     for path in sorted(glob.glob(os.path.join(str(log_dir), "calls-*.jsonl"))):
         with open(path, encoding="utf-8") as f:
             calls = [json.loads(line) for line in f if line.strip()]
         opened = events(calls, "open")
-        key = f"rank{opened[0]['worker_id']}" if opened else "pid" + os.path.basename(path)[6:-6]
-        out[key] = calls
+        pid = os.path.basename(path)[len("calls-"):-len(".jsonl")]
+        key = f"rank{opened[0]['worker_id']}" if opened else f"pid{pid}"
+        out[f"{key}-pid{pid}" if key in out else key] = calls  # several processes in turn: all kept
     return out
 
 
