@@ -99,17 +99,17 @@ def magnitudes(space: str, bins: int, image_size: Tuple[int, int]) -> Dict[str, 
         bins: number of magnitude bins.
         image_size: (height, width), for the translations of the standard space.
     """
-    height, _ = image_size
+    height, width = image_size
     if space == "wide":
         geometric = {"ShearX": _linspace(0.0, 0.99, bins), "ShearY": _linspace(0.0, 0.99, bins),
                      "TranslateX": _linspace(0.0, 32.0, bins), "TranslateY": _linspace(0.0, 32.0, bins),
                      "Rotate": _linspace(0.0, 135.0, bins)}
         enhance, bits = _linspace(0.0, 0.99, bins), _posterize_bits(bins, 6)
     else:
-        # torchvision scales both translations by the height (its image_size[1] is the height).
-        shift = 150.0 / 331.0 * height
+        # Up to 150/331 of the side along the translation (AutoAugment's 150 pixels at 331).
         geometric = {"ShearX": _linspace(0.0, 0.3, bins), "ShearY": _linspace(0.0, 0.3, bins),
-                     "TranslateX": _linspace(0.0, shift, bins), "TranslateY": _linspace(0.0, shift, bins),
+                     "TranslateX": _linspace(0.0, 150.0 / 331.0 * width, bins),
+                     "TranslateY": _linspace(0.0, 150.0 / 331.0 * height, bins),
                      "Rotate": _linspace(0.0, 30.0, bins)}
         enhance, bits = _linspace(0.0, 0.9, bins), _posterize_bits(bins, 4)
     table = {op: [0.0] * bins for op in OPS}

@@ -107,11 +107,35 @@ def test_magnitude_tables_are_torchvisions():
     standard = augment.magnitudes("standard", 10, (224, 224))
     assert standard["Rotate"][9] == pytest.approx(30.0)
     assert standard["TranslateX"][9] == pytest.approx(150.0 / 331.0 * 224, rel=1e-6)
+    tall = augment.magnitudes("standard", 10, (300, 200))  # (height, width): X follows the width
+    assert tall["TranslateX"][9] == pytest.approx(150.0 / 331.0 * 200, rel=1e-6)
+    assert tall["TranslateY"][9] == pytest.approx(150.0 / 331.0 * 300, rel=1e-6)
     assert standard["Posterize"] == [8, 8, 7, 7, 6, 6, 5, 5, 4, 4]
     assert standard["Solarize"][0] == 255.0 and standard["Solarize"][9] == 0.0
     wide = augment.magnitudes("wide", 31, (224, 224))
     assert wide["Rotate"][30] == pytest.approx(135.0) and wide["ShearX"][30] == pytest.approx(0.99)
     assert wide["TranslateX"][30] == pytest.approx(32.0) and min(wide["Posterize"]) == 2
+
+
+def test_magnitude_tables_equal_torchvisions_augmentation_spaces(tvf):
+    import torchvision.transforms as T
+
+    for space, transform, bins in [("standard", T.AutoAugment(), 10), ("standard", T.RandAugment(), 31),
+                                   ("wide", T.TrivialAugmentWide(), 31)]:
+        if space == "wide":
+            reference = transform._augmentation_space(bins)
+        else:
+            reference = transform._augmentation_space(bins, (40, 56))
+        ours = augment.magnitudes(space, bins, (40, 56))
+        assert set(reference) <= set(ours)
+        for op, (values, signed) in reference.items():
+            expected = values.numpy().astype(np.float64) if values.ndim else np.zeros(bins)
+            np.testing.assert_allclose(ours[op], expected, rtol=1e-6, atol=1e-6, err_msg=op)
+            assert signed == (op in augment._SIGNED), op
+    assert augment.RAND_OPS == tuple(T.RandAugment()._augmentation_space(31, (8, 8)))
+    assert augment.RAND_OPS == tuple(T.TrivialAugmentWide()._augmentation_space(31))
+    assert [tuple(sub) for sub in T.AutoAugment(T.AutoAugmentPolicy.IMAGENET).policies] == list(
+        augment.IMAGENET_POLICY)
 
 
 def _plans(make, n: int):
