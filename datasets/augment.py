@@ -4,7 +4,9 @@ Semantics are torchvision's (``torchvision.transforms.AutoAugment`` with the Ima
 ``RandAugment``, ``TrivialAugmentWide``, ``RandomErasing``), with the operations of
 :mod:`datasets.image_ops`. They run on the uint8 ``[H, W, 3]`` crops of the training pipeline,
 after the random-resized crop and flip and before normalisation, each image with its own stateless
-seed, so a run is reproducible with ``--deterministic --seed=N``.
+seed, so a run is reproducible with ``--deterministic --seed=N``. Each policy first draws a
+:class:`Plan` (operations, signed magnitudes, which steps run) and then applies it, so the draws'
+statistics can be checked on their own.
 
 Random erasing differs from torchvision only in where it runs: torchvision erases normalised
 float images with ``value=0``; here the rectangle is filled, before normalisation, with the pixel
