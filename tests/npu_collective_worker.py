@@ -4,8 +4,9 @@ Run once per rank with the rank's launch environment (``RANK_*`` + ``RANK_TABLE_
 and ``--out=DIR --rank_size=N``. Each rank builds the same linear model with its *own* random
 initial weights, lets the backend broadcast rank 0's, then trains one SGD step on its own rows of a
 fixed global batch (rank r takes rows r, r + N, ...), with the gradients averaged by the backend.
-It writes ``DIR/rank<r>.npz`` (initial and final weights) and ``DIR/rank<r>.json`` (what the backend
-reported), then meets the other ranks in ``finish()``.
+Then the adapter's loss-scale optimizer gets an overflowed gradient on rank 1 only. It writes
+``DIR/rank<r>.npz`` (initial and final weights) and ``DIR/rank<r>.json`` (what the backend reported),
+then meets the other ranks in ``finish()``.
 """
 
 import argparse
@@ -61,11 +62,18 @@ def main():
     examples = int(backend.reduce_sum(tf.constant(int(x.shape[0]), tf.int64)))
     loss_sum = float(backend.reduce_sum(tf.constant(local_loss, tf.float64)))
     backend.assert_same_on_all_ranks("the kernel's first value", float(variables[0].numpy().flat[0]))
+
+    # Overflow on rank 1 only: the adapter shares the verdict, so every rank skips the step.
+    scaled = backend._adapter.train.optimizer.NpuLossScaleOptimizer(keras.optimizers.SGD(LR), dynamic=True)
+    probe = tf.Variable([1.0, 1.0])
+    scaled.apply_gradients([(tf.constant([np.inf if rank == 1 else 1.0, 1.0]), probe)])
+    overflow = {"finite": bool(scaled.last_step_finite.numpy()), "probe": probe.numpy().tolist(),
+                "iterations": int(scaled.iterations.numpy())}
     np.savez(os.path.join(args.out, f"rank{rank}.npz"), own_kernel=own_init[0], start_kernel=start[0],
              start_bias=start[1], kernel=variables[0].numpy(), bias=variables[1].numpy())
     with open(os.path.join(args.out, f"rank{rank}.json"), "w", encoding="utf-8") as f:
         json.dump({"rank": rank, "world": world, "examples": examples, "local_loss": local_loss,
-                   "loss_sum": loss_sum, "describe": backend.describe()}, f)
+                   "loss_sum": loss_sum, "overflow": overflow, "describe": backend.describe()}, f)
     backend.finish()
 
 

@@ -3,7 +3,8 @@
 The job uses the rank-table-free environment Huawei documents (``CM_*`` only, no ``RANK_*``), on
 loopback: each rank learns its rank from the opened device, receives rank 0's initial weights, trains
 one step on its own half of a batch with the gradients averaged by the backend, and ends with weights
-that are bitwise equal across ranks and equal to one process's step on the whole batch.
+that are bitwise equal across ranks and equal to one process's step on the whole batch. The adapter's
+loss-scale optimizer then skips, on both ranks, a step that overflowed on one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def test_two_ranks_average_gradients_and_stay_bitwise_equal(tmp_path):
     assert [r["examples"] for r in reports] == [8, 8]
     assert reports[0]["loss_sum"] == reports[1]["loss_sum"]
     assert reports[0]["loss_sum"] == pytest.approx(reports[0]["local_loss"] + reports[1]["local_loss"], rel=1e-6)
+    # The adapter's loss-scale optimizer: only rank 1's gradient overflowed, and both ranks skipped the step.
+    assert [r["overflow"] for r in reports] == [{"finite": False, "probe": [1.0, 1.0], "iterations": 1}] * 2
     # The gradient all-reduce ran inside the tf.function, once.
     traced = [c for c in events(calls["rank1"], "all_reduce_run") if c["traced"]]
     assert len(traced) == 1 and traced[0]["n"] == 2
