@@ -16,6 +16,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 bin=.bazel/npm/node_modules/@bazel/bazel-linux_x64/bazel-$version-linux-x86_64
 if [ ! -x "$bin" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "bazel-setup: npm not found; install Node.js (npm), or put Bazel $version at .bazel/bazel yourself" >&2
+    exit 1
+  fi
   mkdir -p .bazel/npm
   npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .bazel/npm "@bazel/bazel-linux_x64@$version"
 fi
