@@ -1,12 +1,14 @@
 """Ascend NPU backend on the TensorFlow 2 adapter ``npu_device``: one NPU per process, HCCL between them.
 
-The adapter (reference-recipe.md section 2) has no ``tf.distribute`` strategy: every process opens
-its own NPU and trains under TensorFlow's default strategy, gradients are averaged with
-``npu_device.distribute.all_reduce`` each step, and rank 0's initial variables are broadcast once.
+The adapter (``tf_adapter_2.x`` of Ascend/tensorflow; docs/npu.md) has no ``tf.distribute``
+strategy: every process opens its own NPU and trains under TensorFlow's default strategy, gradients
+are averaged with ``npu_device.distribute.all_reduce`` each step, and rank 0's initial variables are
+broadcast once.
 ``--iterations_per_loop`` becomes the adapter's loop size, so the trainer's ``tf.range`` loop runs on
 the device. Mixed precision is the adapter's ``--precision_mode``; its float16 modes train with the
 adapter's loss-scale optimizer. Which rank and device this process is comes from its environment
-(:mod:`backends.npu_environment`). docs/npu.md lists every adapter call made here and its source.
+(:mod:`backends.npu_environment`). docs/npu.md lists every adapter call made here and the adapter file
+it comes from.
 
 ``npu_device`` runs on TensorFlow 2.6, Keras 2 and Python <= 3.9 only: this module keeps to that
 (checked with ``vermin --target=3.9``) and imports the adapter only when the backend is set up.
@@ -209,8 +211,11 @@ class NPUBackend(Backend):
 
     # -- process management ---------------------------------------------------------------------
 
+    def auto_precision(self):
+        return "fp32", f"on NPUs the adapter's --precision_mode={self.precision_mode} chooses mixed precision"
+
     def _check_precision(self) -> None:
-        if self.precision != "fp32":
+        if self.precision not in ("fp32", "auto"):
             raise ValueError(
                 f"--precision={self.precision} is for CPUs and GPUs; on NPUs the adapter's --precision_mode "
                 "chooses mixed precision (e.g. --precision_mode=allow_mix_precision for float16, "
