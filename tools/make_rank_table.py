@@ -35,7 +35,10 @@ def _load_rank_table_module():
     and every backend's flags, ten seconds for a JSON file."""
     name = "backends.rank_table"
     if name not in sys.modules:
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends", "rank_table.py")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if root not in sys.path:  # rank_table imports the top-level atomic.py (light)
+            sys.path.insert(0, root)
+        path = os.path.join(root, "backends", "rank_table.py")
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up while the file executes
