@@ -45,11 +45,6 @@ def record(event, **data):
     return entry
 
 
-def require_open(what):
-    if STATE.handle is None:
-        raise RuntimeError(f"npu_device stand-in: {what} called before npu_device.open()")
-
-
 def live_variable_count():
     """tf.Variables alive in this process (what would end up on the host, not the NPU)."""
     # Only TensorFlow's own objects: isinstance() on arbitrary objects can run their modules' code.
