@@ -195,9 +195,30 @@ flags.DEFINE_float("model_ema_decay", 0.99998, "--model_ema: decay per update be
                    "1 - min(1, (1 - decay) x global_batch x model_ema_steps / max_epochs).", lower_bound=0.0,
                    upper_bound=1.0)
 flags.DEFINE_integer("model_ema_steps", 32, "--model_ema: update the average every this many steps.", lower_bound=1)
-flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "Compute precision (mixed for bf16/fp16; "
-                  "fp16 uses dynamic loss scaling).")
+flags.DEFINE_enum("precision", "auto", ["auto", "fp32", "bf16", "fp16"], "Compute precision: mixed bfloat16 or "
+                  "float16 (with dynamic loss scaling), or fp32. auto: bf16 on CPUs with AMX or AVX-512 BF16 and GPUs "
+                  "of compute capability >= 8.0, fp16 on older GPUs, fp32 otherwise; NPUs use --precision_mode.")
+
+# -- the training step (docs/failures.md) ------------------------------------------------------------
+flags.DEFINE_enum("nan_policy", "stop", ["stop", "skip_step"], "A step whose loss or gradients are not finite is "
+                  "never applied. stop: end training, naming the step and the last good checkpoint; skip_step: "
+                  "drop that update, count it, and stop after --max_consecutive_skips in a row.")
+flags.DEFINE_integer("max_consecutive_skips", 5, "--nan_policy=skip_step: non-finite steps in a row that stop "
+                     "training.", lower_bound=1)
+flags.DEFINE_float("clip_grad_norm", 0.0, "Clip the gradient's global norm (of the gradient summed over all "
+                   "replicas, weight decay included) to this; 0: no clipping (torchvision's --clip-grad-norm).",
+                   lower_bound=0.0)
+flags.DEFINE_enum("normalize_on", "auto", ["auto", "device", "host"], "Where images are normalised: device (uint8 "
+                  "batches cross to the accelerator, a quarter of the bytes, and the step normalises) or host "
+                  "(the input pipeline hands float32). auto: device, except on CPUs, where host is faster.")
 flags.DEFINE_integer("seed", None, "Random seed of weights, shuffling and augmentation.")
+
+# -- bad data (docs/data.md, "Unreadable images and records") ---------------------------------------
+flags.DEFINE_integer("max_bad_images", 10, "Training skips unreadable images and damaged TFRecord records, counts "
+                     "them (each once) and names them in the log; one more than this many (per process) stops it "
+                     "with a message naming them. 0 stops at the first.", lower_bound=0)
+flags.DEFINE_bool("strict", False, "Stop at the first unreadable image or damaged record, in training and in "
+                  "evaluation (which otherwise scores the readable images and reports how many it could not read).")
 
 
 @flags.validator("lr_decay_boundaries", message="--lr_decay_boundaries must be increasing numbers of epochs")

@@ -9,7 +9,7 @@ processes. The trainer only talks to this interface.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -29,7 +29,7 @@ class Backend(abc.ABC):
 
     Args:
         rank_size: number of devices (replicas) that train together.
-        precision: ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``fp32``, ``bf16``, ``fp16``, or ``auto`` (:meth:`resolve_precision` picks one).
     """
 
     name = "base"
@@ -141,6 +141,20 @@ class Backend(abc.ABC):
         Multi-process backends wait here for every rank, so that no rank exits while the others
         still need it (its peers would report it as failed).
         """
+
+    def auto_precision(self) -> Tuple[str, str]:
+        """What ``--precision=auto`` means on this backend's devices, and why (call after :meth:`setup`)."""
+        return "fp32", "no faster precision known for this device"
+
+    def resolve_precision(self) -> str:
+        """Replaces ``auto`` by :meth:`auto_precision`'s choice; returns a log line saying what and why.
+
+        Calling it again returns the same line.
+        """
+        if self.precision == "auto":
+            self.precision, reason = self.auto_precision()
+            self._precision_note = f"Precision: {self.precision} (--precision=auto: {reason})"
+        return getattr(self, "_precision_note", f"Precision: {self.precision} (--precision={self.precision})")
 
     def describe(self) -> str:
         """One line for the log: backend, devices, replicas."""

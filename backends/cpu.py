@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from backends.distributed import DistributedBackend
+from backends.precision import cpu_flags, cpu_precision
 from registry import BACKENDS
 
 flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's choice, all cores "
@@ -75,6 +76,9 @@ class CPUBackend(DistributedBackend):
             except RuntimeError as e:
                 raise ValueError(f"cannot split the CPU into {self.rank_size} logical devices: TensorFlow's "
                                  f"runtime already started ({e}).") from None
+
+    def auto_precision(self):
+        return cpu_precision(cpu_flags())
 
     def create_local_strategy(self) -> tf.distribute.Strategy:
         if self.rank_size == 1:

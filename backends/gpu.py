@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from backends.distributed import DistributedBackend
+from backends.precision import gpu_precision
 from registry import BACKENDS
 
 __all__ = ["GPUBackend", "NoGPUError", "visible_gpu_ids"]
@@ -89,6 +90,11 @@ class GPUBackend(DistributedBackend):
         except RuntimeError as e:  # TensorFlow's runtime already started: settings are fixed.
             logging.warning("GPU settings not applied: %s", e)
         logging.info("GPUs used by this process: %s", ", ".join(g.name for g in gpus))
+
+    def auto_precision(self):
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability")
+                        for g in self._gpus()[: max(self.local_replicas, 1)]]
+        return gpu_precision(capabilities)
 
     def create_local_strategy(self) -> tf.distribute.Strategy:
         if self.rank_size == 1:

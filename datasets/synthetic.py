@@ -47,13 +47,17 @@ class SyntheticDataset(ImageDataset):
         return self._sizes[split]
 
     def input_fn(self, split: str, *, training: bool, batch_size: int,
-                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 normalize: bool = True) -> tf.data.Dataset:
         size = self.recipe.input_size
         seed = 0 if self.seed is None else self.seed
         if input_context is not None:
             seed += input_context.input_pipeline_id
         gen = tf.random.Generator.from_seed(seed)
-        images = gen.normal((batch_size, size, size, 3), dtype=tf.float32)
+        if normalize:
+            images = gen.normal((batch_size, size, size, 3), dtype=tf.float32)
+        else:  # uint8 pixels, as a real pipeline hands them to be normalised on the device
+            images = tf.cast(gen.uniform((batch_size, size, size, 3), 0, 256, dtype=tf.int32), tf.uint8)
         labels = gen.uniform((batch_size,), 0, self.num_classes, dtype=tf.int32)
         ds = tf.data.Dataset.from_tensors((images, labels))
         if training:

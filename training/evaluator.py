@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
 
 import zoo
 from backends.base import Backend
+from datasets import bad_data
 from keras_compat import RELAX_SHAPES
 from training import eval_table
 from training.checkpoints import READ_ERRORS, list_checkpoints, previous_checkpoint, step_of
@@ -76,57 +77,76 @@ class Evaluator:
     """
 
     def __init__(self, model, backend: Backend, *, num_classes: int, label_smoothing: float = 0.0,
-                 top_k: int = 5) -> None:
+                 top_k: int = 5, preprocess: Optional[Callable] = None) -> None:
         self.model = model
         self.backend = backend
         self.strategy = backend.strategy
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.top_k = min(top_k, num_classes)
-        self._step = None
+        self.preprocess = preprocess
+        self._pass = None
+        # Each replica's running sums, kept on its device; reading them sums the replicas.
+        with self.strategy.scope():
+            self._sums = [_replica_sum(tf.int64) for _ in range(3)] + [_replica_sum(tf.float64)]
 
-    def _replica_sums(self, images, labels):
+    def _add_batch(self, images, labels):
+        if self.preprocess is not None:
+            images = self.preprocess(images)
         logits = tf.cast(self.model(images, training=False), tf.float32)
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        top1 = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.int32))
-        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, self.top_k), tf.int32))
-        loss = tf.reduce_sum(cross_entropy(labels, logits, self.num_classes, self.label_smoothing))
-        return tf.size(labels), top1, top5, loss
+        top1 = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.int64))
+        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, self.top_k), tf.int64))
+        loss = tf.reduce_sum(tf.cast(cross_entropy(labels, logits, self.num_classes, self.label_smoothing),
+                                     tf.float64))
+        for total, value in zip(self._sums, (tf.size(labels, out_type=tf.int64), top1, top5, loss)):
+            total.assign_add(value)
 
-    def _make_step(self):
+    def _reset(self):
+        for total in self._sums:
+            total.assign(tf.zeros([], total.dtype))
+
+    def _make_pass(self):
         strategy = self.strategy
 
         # Shapes vary (the last batch, empty batches of replicas that ran out): trace generally.
         @tf.function(**RELAX_SHAPES)
-        def step(batch):
-            images, labels = batch
-            sums = strategy.run(self._replica_sums, args=(images, labels))
-            return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+        def one_pass(dataset):
+            strategy.run(self._reset)
+            for images, labels in dataset:
+                strategy.run(self._add_batch, args=(images, labels))
 
-        return step
+        return one_pass
 
     def run(self, dataset_fn: Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]) -> EvalTotals:
         """Evaluates one pass over the data that ``dataset_fn`` makes for each input pipeline.
 
         The dataset must yield every example of its shard exactly once (no repeat), keeping the
-        last partial batch.
+        last partial batch. The whole pass is one ``tf.function`` call; the sums stay on the
+        devices and are read once at the end.
         """
-        if self._step is None:
-            self._step = self._make_step()
-        examples = top1 = top5 = 0
-        loss = 0.0
-        for batch in self.backend.distribute_dataset(dataset_fn):
-            n, c1, c5, batch_loss = self._step(batch)
-            examples += int(n)
-            top1 += int(c1)
-            top5 += int(c5)
-            loss += float(batch_loss)
+        if self._pass is None:
+            self._pass = self._make_pass()
+        self._pass(self.backend.distribute_dataset(dataset_fn))
+        examples, top1, top5 = (int(v.numpy()) for v in self._sums[:3])
+        loss = float(self._sums[3].numpy())
         # Strategy-less backends (one device per process): add the processes' sums.
         counts = self.backend.reduce_sum(tf.constant([examples, top1, top5], tf.int64))
         loss_sum = self.backend.reduce_sum(tf.constant(loss, tf.float64))
         counts = [int(c) for c in tf.reshape(counts, [-1]).numpy()]
         return EvalTotals(counts[0], counts[1], counts[2], float(loss_sum))
+
+
+def _rank_sum(backend: Backend) -> Callable[[int], int]:
+    """Adds an integer over the processes of the backend (the identity on one process)."""
+    return lambda n: int(backend.reduce_sum(tf.constant(n, tf.int64)))
+
+
+def _replica_sum(dtype: tf.DType) -> tf.Variable:
+    """A scalar each replica adds to on its own; reading it outside a replica sums the replicas."""
+    return tf.Variable(tf.zeros([], dtype), trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.SUM)
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,7 @@ class EvalResult:
     totals: EvalTotals
     timestamp: float
     checkpoint: Optional[str] = None
+    unreadable: int = 0  # validation images or records that could not be read (not in totals)
 
     def row(self) -> str:
         t = self.totals
@@ -149,7 +170,7 @@ class EvalResult:
         return dict(type="eval", step=self.step, epoch=round(self.epoch, 4), top1=t.top1, top5=t.top5,
                     loss=t.loss, examples=t.examples, top1_correct=t.top1_correct, top5_correct=t.top5_correct,
                     checkpoint=self.checkpoint, checkpoint_time=eval_table.utc_time(self.timestamp),
-                    time=time.time())
+                    unreadable=self.unreadable, time=time.time())
 
 
 @dataclass
@@ -159,10 +180,15 @@ class EvalReport:
     Args:
         log: where lines and records go.
         dataset_size: the validation split's size, printed above the table.
+        unreadable: the validation split's tracker of unreadable images and records
+            (``datasets/bad_data.py``); each result takes the count of the passes since the previous one.
+        sum_ranks: adds a count over the processes of a multi-process backend.
     """
 
     log: TrainLog
     dataset_size: Optional[int]
+    unreadable: Optional[bad_data.BadDataTracker] = None
+    sum_ranks: Callable[[int], int] = int
     results: List[EvalResult] = field(default_factory=list)
     _header_printed: bool = False
 
@@ -177,10 +203,19 @@ class EvalReport:
         if not self._header_printed:
             self._header()
             self._header_printed = True
-        if self.dataset_size is not None and result.totals.examples != self.dataset_size:
-            self.log.info(f"Warning: counted {result.totals.examples} validation examples, the dataset "
-                          f"reports {self.dataset_size}.")
+        unread = self.unreadable.report() if self.unreadable is not None else None
+        if unread is not None:
+            self.unreadable.reset()  # the next pass counts its own
+            result = replace(result, unreadable=self.sum_ranks(unread.count))
+        if self.dataset_size is not None and result.totals.examples + result.unreadable != self.dataset_size:
+            self.log.info(f"Warning: counted {result.totals.examples} validation examples"
+                          + (f" and {result.unreadable} unreadable ones" if result.unreadable else "")
+                          + f", the dataset reports {self.dataset_size}.")
         self.log.info(result.row())
+        if result.unreadable:
+            self.log.info(f"{result.unreadable} validation image(s) or record(s) could not be read and are not "
+                          f"counted: top-1/top-5 are over the other {result.totals.examples}. "
+                          f"{'E.g. ' if unread.count < result.unreadable else ''}{unread.names()}")
         self.log.metrics(result.record())
         self.results.append(result)
 
@@ -308,7 +343,7 @@ def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = No
                           label_smoothing=flags.label_smoothing)
     log = _open_log(flags, backend, log_dir)
     summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
-    report = EvalReport(log, setup.val_size)
+    report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"), _rank_sum(backend))
     try:
         if getattr(flags, "model_ema", False):
             log.info("--model_ema: evaluating the weight averages stored in the checkpoints")
@@ -365,7 +400,8 @@ def train_and_evaluate(flags: Any, backend: Backend):
         setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
         evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=config.num_classes,
                               label_smoothing=flags.label_smoothing)
-        report = EvalReport(log, setup.val_size)
+        report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"),
+                            _rank_sum(backend))
         ckpt_dir = run_dirs(flags, backend)[1]
         state["report"] = report
 

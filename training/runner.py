@@ -17,6 +17,7 @@ from absl import logging
 import run_dir
 import zoo
 from backends.base import Backend
+from datasets import bad_data
 from datasets.base import ImageDataset
 from keras_compat import create_optimizer_variables, set_precision_policy, set_random_seed
 from registry import BACKENDS, DATASETS
@@ -89,6 +90,19 @@ def model_kwargs(flags: Any) -> dict:
     """Optional builder arguments from flags; None (the model's own default) is dropped by ``zoo.create_model``."""
     return {"initializer": getattr(flags, "initializer", None), "dropout": getattr(flags, "dropout", None),
             "stochastic_depth_rate": getattr(flags, "stochastic_depth_rate", None)}
+
+
+def normalize_on_device(flags: Any, backend: Backend) -> bool:
+    """``--normalize_on``: True when uint8 batches go to the device and the step normalises them.
+
+    On accelerators that moves a quarter of the bytes from host to device. On CPUs the batch does not
+    move, and normalising in the input pipeline's parallel threads beside the step is faster
+    (bench/RESULTS.md), so ``auto`` keeps it there.
+    """
+    choice = getattr(flags, "normalize_on", "auto")
+    if choice == "auto":
+        return backend.name != "cpu"
+    return choice == "device"
 
 
 def decay_rule(flags: Any, recipe: ModelRecipe) -> DecayRule:
@@ -205,6 +219,7 @@ def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
         f"image_size={recipe.input_size} global_batch={global_batch} steps_per_epoch={steps_per_epoch} "
         f"max_steps={max_steps} log_dir={log_dir}"
     )
+    log.info(backend.resolve_precision())
     from_recipe = recipe_values_in_use(flags, recipe.hparams)
     if from_recipe:
         log.info(f"From the {flags.model} recipe (flags not set): "
@@ -223,7 +238,7 @@ def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
             log.info(f"--sync_bn: {synced} batch-norm layers compute statistics over the global batch")
         optimizer = build_optimizer(
             flags.optimizer, schedule, momentum=flags.momentum, use_nesterov=flags.use_nesterov,
-            epsilon=flags.optimizer_epsilon, loss_scaling=flags.precision == "fp16",
+            epsilon=flags.optimizer_epsilon, loss_scaling=backend.precision == "fp16",
             decay=decay_coefficients(model, decay_rule(flags, recipe)), **optimizer_kwargs(flags),
         )
         optimizer = backend.wrap_optimizer(optimizer)
@@ -252,22 +267,33 @@ def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
         save_summary_steps=flags.save_summary_steps, save_checkpoints_steps=flags.save_checkpoints_steps,
         label_smoothing=flags.label_smoothing, weight_decay=flags.weight_decay, decay=decay_rule(flags, recipe),
         aux_loss_weights=tuple(recipe.aux_loss_weights), decoupled_decay=decay_in_optimizer(flags.optimizer),
+        clip_grad_norm=flags.clip_grad_norm, nan_policy=flags.nan_policy,
+        max_consecutive_skips=flags.max_consecutive_skips,
     )
     decay_summary = describe_decay(model, config.decay_rule)
     log.info("Weight decay: " + ", ".join(f"{kind} {rate:g} ({count} variables)"
                                           for kind, (count, rate) in sorted(decay_summary.items())))
+    on_device = normalize_on_device(flags, backend)
+    log.info(f"Images are normalised on the {'device, from uint8 batches' if on_device else 'host'} "
+             f"(--normalize_on={getattr(flags, 'normalize_on', 'auto')})")
     hooks = list(make_hooks(model=model, dataset=dataset, log=log, config=config, ema=ema)) if make_hooks else []
+    # Unreadable images and records, logged at each log line (datasets/bad_data.py).
+    skipped = bad_data.BadDataLog(dataset, "train", log.info)
+    hooks.insert(0, PeriodicHook(every_steps=flags.save_summary_steps, fn=skipped.update))
     trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
-                      log=log, checkpointer=checkpointer, hooks=hooks, ema=ema)
+                      log=log, checkpointer=checkpointer, hooks=hooks, ema=ema,
+                      preprocess=dataset.normalize if on_device else None)
 
     def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
         batch = ctx.get_per_replica_batch_size(global_batch) if ctx else flags.batch_size
-        return dataset.input_fn("train", training=True, batch_size=batch, input_context=ctx)
+        return dataset.input_fn("train", training=True, batch_size=batch, input_context=ctx,
+                                **({"normalize": False} if on_device else {}))
 
     try:
         if progress:
             progress.start()
         result = trainer.train(dataset_fn)
+        skipped.finish()
         check_weights_in_sync(model, backend, log)
         return result
     finally:
@@ -312,10 +338,16 @@ def run(flags: Any) -> int:
     if launched is not None:
         return launched
     backend.setup()
-    set_precision_policy(flags.precision)
+    precision_note = backend.resolve_precision()
+    logging.info("%s", precision_note)
+    set_precision_policy(backend.precision)
     if flags.seed is not None:
         set_random_seed(flags.seed)
     logging.info("Running --mode=%s on %s", flags.mode, backend.describe())
-    MODES[flags.mode](flags, backend)
+    try:
+        MODES[flags.mode](flags, backend)
+    except tf.errors.OpError:
+        bad_data.raise_if_over_limit()  # --strict or --max_bad_images stopped the input: one line naming it
+        raise
     backend.finish()
     return 0

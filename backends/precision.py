@@ -1,0 +1,53 @@
+"""What ``--precision=auto`` chooses on each kind of device (docs/precision.md).
+
+Mixed bfloat16 where the hardware multiplies bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs
+of compute capability 8.0 or more): the same exponent range as float32, so no loss scaling, and
+matrix units that run several times faster than in float32. Mixed float16 with dynamic loss scaling
+on older GPUs (tensor cores from 7.0; float16 arithmetic everywhere). float32 otherwise: without the
+instructions, bfloat16 is emulated and slower than float32.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+__all__ = ["CPU_BF16_FLAGS", "cpu_flags", "cpu_precision", "gpu_precision"]
+
+# /proc/cpuinfo flags of instructions that compute bfloat16 products (oneDNN uses them).
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> Optional[Sequence[str]]:
+    """The CPU's feature flags (Linux), or None where they cannot be read."""
+    if not os.path.exists(cpuinfo):
+        return None
+    with open(cpuinfo) as f:
+        for line in f:
+            if line.startswith("flags"):
+                return line.split(":", 1)[1].split()
+    return None
+
+
+def cpu_precision(flags: Optional[Sequence[str]]) -> Tuple[str, str]:
+    """``(precision, reason)`` for a CPU with these feature flags."""
+    if flags is None:
+        return "fp32", "the CPU's features could not be read (not Linux); bfloat16 may be emulated"
+    found = [f for f in CPU_BF16_FLAGS if f in flags]
+    if found:
+        return "bf16", f"this CPU computes bfloat16 natively ({', '.join(found)})"
+    return "fp32", f"this CPU has none of {', '.join(CPU_BF16_FLAGS)}; bfloat16 would be emulated, slower"
+
+
+def gpu_precision(capabilities: Sequence[Optional[Tuple[int, int]]]) -> Tuple[str, str]:
+    """``(precision, reason)`` for GPUs of these compute capabilities (the smallest decides)."""
+    known = [c for c in capabilities if c]
+    if not known:
+        return "fp32", "the GPUs' compute capability is unknown"
+    lowest = min(known)
+    text = f"{lowest[0]}.{lowest[1]}"
+    if lowest >= (8, 0):
+        return "bf16", f"GPU compute capability {text} >= 8.0 computes bfloat16 natively"
+    if lowest >= (6, 0):
+        return "fp16", f"GPU compute capability {text} < 8.0: float16 with dynamic loss scaling"
+    return "fp32", f"GPU compute capability {text} < 6.0 has no fast float16"
