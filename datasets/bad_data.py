@@ -27,9 +27,9 @@ Each item counts once however often it is met (every epoch meets it again). Coun
 
 from __future__ import annotations
 
-import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -39,6 +39,7 @@ from datasets.record_scan import FRAMING_BYTES, scan_shard
 
 __all__ = [
     "BadDataError",
+    "BadDataLog",
     "BadDataPolicy",
     "BadDataReport",
     "BadDataTracker",
@@ -48,6 +49,7 @@ __all__ = [
     "image_error",
     "policy_from_flags",
     "raise_if_over_limit",
+    "record_name",
     "tracker_of",
 ]
 
@@ -56,6 +58,7 @@ KIND_RECORD = 2  # a TFRecord record with a bad checksum or framing (the rest of
 RING = 1 << 14   # names kept for elements in flight between numbering and the gap check
 DEFAULT_MAX_BAD = 10
 CHECK_TOOL = "python tools/check_data.py"
+_TRACKERS: weakref.WeakSet[BadDataTracker] = weakref.WeakSet()  # for raise_if_over_limit
 
 
 class BadDataError(ValueError):
@@ -171,6 +174,7 @@ class BadDataTracker:
         self._table = None
         self._items: Dict[str, BadItem] = {}
         self._lock = threading.Lock()
+        _TRACKERS.add(self)
 
     # -- in the pipeline ---------------------------------------------------------------------------
 
@@ -338,7 +342,7 @@ class BadDataTracker:
                 f"Fix or delete it ({check} lists every unreadable file and record), or drop --strict "
                 f"to skip up to --max_bad_images of them.")
         return BadDataError(
-            f"{report.count} unreadable {self.split} images or records, more than --max_bad_images={self.limit}: "
+            f"{report.count} unreadable {self.split} {_nouns(report.items)}, more than --max_bad_images={self.limit}: "
             f"{report.names()}. {check} lists them all; fix or delete them, or raise --max_bad_images.")
 
     def _reason(self, name: str, kind: int) -> str:
@@ -390,6 +394,11 @@ def _noun(kind: int) -> str:
     return "TFRecord record" if kind == KIND_RECORD else "image"
 
 
+def _nouns(items: List[BadItem]) -> str:
+    """``image(s)``, or ``image(s)/record(s)`` when a damaged TFRecord record is among ``items``."""
+    return "image(s)/record(s)" if any(item.kind == KIND_RECORD for item in items) else "image(s)"
+
+
 def _index_of(values: tf.Tensor) -> tf.Tensor:
     return tf.strings.to_number(tf.strings.regex_replace(values, "\t.*", ""), tf.int64)
 
@@ -402,23 +411,55 @@ def _zeros_like_spec(spec: tf.TensorSpec) -> tf.Tensor:
     return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
 
 
+class BadDataLog:
+    """Logs the unreadable items of a split as they are met (call :meth:`update` after each device loop).
+
+    Args:
+        dataset: the dataset (one without a tracker logs nothing).
+        split: ``train`` or ``validation``.
+        log: called with each line.
+    """
+
+    def __init__(self, dataset: Any, split: str, log: Callable[[str], None]) -> None:
+        self.tracker = tracker_of(dataset, split)
+        self.log = log
+        self._logged: set = set()
+
+    def update(self, step: Optional[int] = None) -> None:
+        """Logs the items met since the last call, naming the first few."""
+        if self.tracker is None or self.tracker.count() == len(self._logged):
+            return
+        report = self.tracker.report()
+        new = [item for item in report.items if item.name not in self._logged]
+        self._logged.update(item.name for item in new)
+        if not new:
+            return
+        fresh = BadDataReport(report.split, len(new), new, report.limit)
+        limit = "no limit" if report.limit is None else f"limit --max_bad_images={report.limit}"
+        at = f" by step {step}" if step is not None else ""
+        self.log(f"Skipped {len(new)} unreadable {report.split} {_nouns(new)}{at} ({report.count} in all, "
+                 f"{limit}): {fresh.names()}")
+
+    def finish(self) -> None:
+        """Logs what is still new and, if anything was skipped, the total."""
+        self.update()
+        if self._logged:
+            source = f" --data_dir={self.tracker.source}" if self.tracker.source else ""
+            self.log(f"{len(self._logged)} unreadable {self.tracker.split} {_nouns(self.tracker.report().items)} "
+                     f"skipped in all; {CHECK_TOOL}{source} lists every one.")
+
+
 def tracker_of(dataset: Any, split: str) -> Optional[BadDataTracker]:
     """The dataset's tracker of ``split``, or None for datasets without one (synthetic, tests)."""
     get = getattr(dataset, "bad_data", None)
     return get(split) if callable(get) else None
 
 
-def raise_if_over_limit(dataset: Any, split: str) -> None:
-    """Raises the one-line :class:`BadDataError` if ``split``'s pipeline stopped at its limit.
+def raise_if_over_limit() -> None:
+    """Raises the one-line :class:`BadDataError` if an input pipeline stopped at its limit.
 
-    Call it where an ``OpError`` from a loop over the dataset is caught, then re-raise that error.
+    Call it where an ``OpError`` from training or evaluation is caught, then re-raise that error.
     """
-    tracker = tracker_of(dataset, split)
-    if tracker is not None and tracker.over_limit():
-        raise tracker.error() from None
-
-
-def source_of(dataset: Any) -> Optional[str]:
-    """``--data_dir`` of a dataset, for messages."""
-    directory = getattr(dataset, "data_dir", None)
-    return os.fspath(directory) if directory else None
+    for tracker in list(_TRACKERS):
+        if tracker.over_limit():
+            raise tracker.error() from None
