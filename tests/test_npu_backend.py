@@ -148,6 +148,7 @@ def test_float16_modes_use_the_adapters_loss_scale_optimizer(standin, mode):
         assert "loss_scale=none" in backend.describe()
 
 
+@pytest.mark.keras2
 @keras2_only
 def test_loss_scale_flag_values(standin):
     backend = npu.NPUBackend(precision_mode="force_fp32", loss_scale="1024", environ={})
