@@ -37,3 +37,38 @@ def test_bf16_training_run_checkpoints_float32_weights(tmp_path):
     reader = tf.train.load_checkpoint(os.path.join(str(tmp_path), "model.ckpt-2"))
     dtypes = {k: d for k, d in reader.get_variable_to_dtype_map().items() if "VARIABLE_VALUE" in k}
     assert len(dtypes) > 16 and set(dtypes.values()) <= {tf.float32, tf.int64}
+
+
+# -- --precision=auto ------------------------------------------------------------------------------
+
+def test_auto_precision_on_cpus_follows_their_bfloat16_instructions():
+    from backends.precision import cpu_precision
+
+    assert cpu_precision(["sse2", "avx512f", "avx512_bf16"])[0] == "bf16"
+    assert cpu_precision(["amx_tile", "amx_bf16"])[0] == "bf16"
+    choice, reason = cpu_precision(["sse2", "avx2", "avx512f"])
+    assert choice == "fp32" and "emulated" in reason
+    assert cpu_precision(None)[0] == "fp32"
+
+
+def test_auto_precision_on_gpus_follows_the_lowest_compute_capability():
+    from backends.precision import gpu_precision
+
+    assert gpu_precision([(9, 0), (8, 0)])[0] == "bf16"
+    assert gpu_precision([(8, 6), (7, 5)])[0] == "fp16"  # mixed cards: the older one decides
+    assert gpu_precision([(6, 1)])[0] == "fp16"
+    assert gpu_precision([(5, 2)])[0] == "fp32"
+    assert gpu_precision([None])[0] == "fp32"
+
+
+def test_auto_is_the_default_and_the_log_says_what_it_chose_and_why(tmp_path):
+    from backends.precision import cpu_flags, cpu_precision
+
+    expected, reason = cpu_precision(cpu_flags())
+    log_dir = tmp_path / "run"
+    # --precision=auto after the fp32 that run_main puts first: the flag's default, stated explicitly.
+    run_main("--synthetic", "--model=alexnet", "--image_size=64", "--batch_size=2", "--max_train_steps=1",
+             "--precision=auto", f"--log_dir={log_dir}", "--nodo_checkpoint")
+    lines = (log_dir / "alexnet_training.log").read_text().splitlines()
+    assert f"Precision: {expected} (--precision=auto: {reason})" in lines[:3]
+    assert f"precision={expected}" in lines[0]

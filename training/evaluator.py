@@ -243,6 +243,7 @@ class _EvalSetup:
     num_train: Optional[int]
     dataset_fn: Callable
     val_size: Optional[int]
+    preprocess: Optional[Callable] = None  # normalisation on the device (--normalize_on)
 
     def epoch_at(self, step: int) -> float:
         return step * self.global_batch / self.num_train if self.num_train else math.nan
@@ -262,13 +263,17 @@ def _setup(flags: Any, backend: Backend, dataset=None, num_classes: Optional[int
     eval_batch = getattr(flags, "eval_batch_size", None) or flags.batch_size
     global_eval_batch = eval_batch * backend.num_replicas
 
+    on_device = runner.normalize_on_device(flags, backend)
+
     def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
         batch = ctx.get_per_replica_batch_size(global_eval_batch) if ctx else eval_batch
-        return dataset.input_fn("validation", training=False, batch_size=batch, input_context=ctx)
+        return dataset.input_fn("validation", training=False, batch_size=batch, input_context=ctx,
+                                **({"normalize": False} if on_device else {}))
 
     return _EvalSetup(dataset=dataset, recipe=recipe, num_classes=num_classes,
                       global_batch=flags.batch_size * backend.num_replicas, num_train=num_train,
-                      dataset_fn=dataset_fn, val_size=dataset.num_examples("validation"))
+                      dataset_fn=dataset_fn, val_size=dataset.num_examples("validation"),
+                      preprocess=dataset.normalize if on_device else None)
 
 
 def run_dirs(flags: Any, backend: Backend):
@@ -340,7 +345,7 @@ def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = No
     with backend.scope():
         model = zoo.create_model(flags.model, recipe=setup.recipe, num_classes=setup.num_classes)
     evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=setup.num_classes,
-                          label_smoothing=flags.label_smoothing)
+                          label_smoothing=flags.label_smoothing, preprocess=setup.preprocess)
     log = _open_log(flags, backend, log_dir)
     summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
     report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"), _rank_sum(backend))
@@ -399,7 +404,7 @@ def train_and_evaluate(flags: Any, backend: Backend):
         setup = _setup(flags, backend, dataset=dataset, num_classes=config.num_classes)
         setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
         evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=config.num_classes,
-                              label_smoothing=flags.label_smoothing)
+                              label_smoothing=flags.label_smoothing, preprocess=setup.preprocess)
         report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"),
                             _rank_sum(backend))
         ckpt_dir = run_dirs(flags, backend)[1]
