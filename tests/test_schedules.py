@@ -1,6 +1,7 @@
 """Learning-rate schedules, checked against the seed's own training log."""
 
 import math
+import os
 
 import pytest
 
@@ -63,6 +64,8 @@ def test_bad_arguments():
 
 def _torch_lrs(make_schedulers, epochs, lr=0.5):
     """The lr of each epoch of a torch scheduler stepped once per epoch, as torchvision's train.py does."""
+    if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+        pytest.skip("compared with torch under Keras 3: the schedule's arithmetic is the same under Keras 2")
     torch = pytest.importorskip("torch")
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
     scheduler = make_schedulers(torch.optim.lr_scheduler, opt)
