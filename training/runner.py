@@ -254,7 +254,7 @@ def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
         checkpointer = Checkpointer(ckpt_dir, max_to_keep=flags.max_checkpoint_to_save,
                                     is_chief=backend.is_chief, settings=settings, check_settings=check,
                                     log=log.info, model=model, optimizer=optimizer, **({"ema": ema} if ema else {}))
-        _log_ema_start(ema, checkpointer.latest, log)
+    _log_ema_start(ema, checkpointer.latest if checkpointer else None, log)
     if getattr(flags, "pretrained", None) and not (checkpointer and checkpointer.latest):
         from training.weights import load_weights  # resuming from checkpoint_dir takes precedence
 
