@@ -123,3 +123,34 @@ def test_main_launches_two_ranks_that_train(tmp_path):
     # Only rank 0 (the chief) writes checkpoints, into the directory every rank resumes from.
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path / "results" / "2p" / "0"))] == ["model.ckpt-4"]
     assert not list_checkpoints(str(tmp_path / "results" / "2p" / "1"))
+
+
+@pytest.mark.slow
+@pytest.mark.keras2
+def test_two_ranks_started_by_hand_without_a_rank_table(tmp_path):
+    """The README's CM_* loop on loopback: no RANK_*, the ranks numbered by the opened devices."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    calls_dir = tmp_path / "calls"
+    calls_dir.mkdir()
+    procs = []
+    for device in (0, 1):
+        env = standin_env(calls_dir, CM_CHIEF_IP="127.0.0.1", CM_CHIEF_PORT=str(port), CM_CHIEF_DEVICE="0",
+                          CM_WORKER_SIZE="2", CM_WORKER_IP="127.0.0.1", ASCEND_DEVICE_ID=str(device))
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "main.py"), "--backend=npu", *TINY, "--max_train_steps=2",
+             "--iterations_per_loop=2", "--save_summary_steps=2", "--precision_mode=force_fp32"],
+            cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in outputs)
+    calls = read_calls(calls_dir)
+    assert sorted(calls) == ["rank0", "rank1"]
+    for rank in (0, 1):
+        [opened] = events(calls[f"rank{rank}"], "open")
+        assert (opened["mode"], opened["device_id"], opened["env"]["RANK_ID"]) == ("cm", rank, None)
+        lines = _log_lines(tmp_path / "results" / "2p" / str(rank) / "alexnet_training.log")
+        assert [line["step"] for line in lines] == [2]
+    assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path / "results" / "2p" / "0"))] == ["model.ckpt-2"]
