@@ -1,8 +1,13 @@
 """The recipe stack's optimizers against NumPy references of their update rules (and torch where it has them)."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 
 from keras_compat import create_optimizer_variables, optimizer_variables
 from training.optimizers import (
@@ -137,15 +142,61 @@ def test_decay_set():
     assert not decay_in_optimizer("momentum")
 
 
-def test_under_mirrored_strategy_and_loss_scaling():
-    """Two replicas (summing halves of the gradient) and the fp16 loss-scale wrapper give the same update."""
-    devices = tf.config.list_logical_devices("CPU")
+_TWO_REPLICAS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path[:0] = [".", "tests"]
+    import test_optimizers as t
+    from keras_compat import keras
+    from training.ema import ModelEMA
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    weights, grads = t._problem(1)
+    for name in ("lamb", "lars"):
+        got, _, variables = t._run_tf(name, weights, grads, strategy=strategy, epsilon=1e-7, trust_coefficient=0.1)
+        assert type(variables[0]).__name__ == "MirroredVariable"
+        for g, w in zip(got, t.np_reference(name, weights, grads, t.DECAY, eta=0.1)):
+            np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+
+    # The weight average, updated in cross-replica context and swapped into every replica's copy.
+    with strategy.scope():
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(4)(inputs)))
+        ema = ModelEMA(model, 0.5, every_steps=1)
+    update = tf.function(ema.update)
+    history = []
+    for step in (1, 2, 3):
+        for w in model.weights:
+            w.assign(w.numpy() + step)
+        update(tf.constant(step, tf.int64))
+        history.append([w.numpy() for w in model.weights])
+    want = history[0]
+    for h in history[1:]:
+        want = [0.5 * a + 0.5 * b for a, b in zip(want, h)]
+    with ema.swapped_in():
+        for w, a in zip(model.weights, want):
+            inner = getattr(w, "value", w) if not isinstance(w, tf.Variable) else w
+            for copy in getattr(inner, "values", (inner,)):
+                np.testing.assert_allclose(copy.numpy(), a, rtol=1e-6)
+    print("two replicas ok")
+""")
+
+
+@pytest.mark.slow
+def test_two_replicas():
+    """LAMB and LARS on two replicas (each adding half of the gradient) match the reference; the weight
+    average updates and swaps in on every replica's copy."""
+    proc = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "two replicas ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_loss_scaling():
+    """The fp16 loss-scale wrapper (the trainer's scale/unscale) gives the same update."""
     weights, grads = _problem(1)
-    want = np_reference("lamb", weights, grads, DECAY, eps=1e-7)
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]]) if len(devices) >= 2 else None
-    got, _, _ = _run_tf("lamb", weights, grads, strategy=strategy, epsilon=1e-7)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
     got, opt, _ = _run_tf("adamw", weights, grads, epsilon=1e-7, loss_scaling=True)
     want = np_reference("adamw", weights, grads, DECAY, eps=1e-7)
     for g, w in zip(got, want):
