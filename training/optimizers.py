@@ -329,6 +329,10 @@ def build_optimizer(
     elif name == "rmsprop":
         opt = keras.optimizers.RMSprop(learning_rate, rho=rho, momentum=momentum, epsilon=epsilon)
     elif name in rules:
+        if not hasattr(keras.optimizers.Optimizer, "add_variable_from_reference"):
+            raise ValueError(f"--optimizer={name} needs Keras 3 or tf_keras >= 2.11; this TensorFlow's Keras "
+                             f"({keras.optimizers.Optimizer.__name__}) has the old optimizer API. Use momentum, sgd, "
+                             "adam or rmsprop here.")
         opt = RuleOptimizer(rules[name](), learning_rate, decay=decay if name in DECAY_IN_OPTIMIZER else None,
                             name=name)
     else:
