@@ -142,6 +142,11 @@ class Backend(abc.ABC):
         still need it (its peers would report it as failed).
         """
 
+    @property
+    def jit_compile(self) -> bool:
+        """Compile each replica's forward and backward pass with XLA (``--xla`` where a backend offers it)."""
+        return bool(getattr(self, "xla", False))
+
     def auto_precision(self) -> Tuple[str, str]:
         """What ``--precision=auto`` means on this backend's devices, and why (call after :meth:`setup`)."""
         return "fp32", "no faster precision known for this device"

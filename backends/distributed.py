@@ -37,12 +37,14 @@ flags.DEFINE_integer("task_index", None, "With --worker_hosts: this process's in
                      lower_bound=0)
 flags.DEFINE_integer("cpus_per_rank", 0, "Launcher: pin each local worker process to this many CPU cores "
                      "of its own (0: no pinning).", lower_bound=0)
-flags.DEFINE_float("collective_timeout_s", 0, "Multi-worker: seconds a collective (all-reduce) may wait "
-                   "for its peers before the step fails (0: TensorFlow's default, no limit).", lower_bound=0)
+flags.DEFINE_float("collective_timeout_s", 1800, "Multi-worker: seconds a collective (all-reduce) may wait "
+                   "for its peers before the step fails, so that a lost peer ends the job instead of hanging it "
+                   "(long enough for a peer's evaluation or checkpoint; 0: no limit).", lower_bound=0)
 flags.DEFINE_float("all_reduce_pack_mb", 32, "Multi-worker: gradients are all-reduced in packs of about this "
                    "many MB, last layers first, so that a pack travels while earlier layers' gradients are still "
                    "being computed (0: one pack after the whole backward pass).", lower_bound=0)
-flags.DEFINE_bool("xla", False, "Compile clusters of operations with XLA (tf.config.optimizer.set_jit).")
+flags.DEFINE_bool("xla", False, "Compile each replica's forward and backward pass with XLA (jit_compile); "
+                  "bench/RESULTS.md says where it is faster.")
 
 
 def split_cpus(available: Sequence[int], ranks: int, per_rank: int) -> List[List[int]]:
@@ -74,7 +76,7 @@ class DistributedBackend(Backend):
         cpus_per_rank: launcher: cores pinned to each worker process (0: none).
         collective_timeout_s: limit on one collective's wait for peers (0: none).
         all_reduce_pack_mb: size of the gradient packs all-reduced between workers (0: one pack).
-        xla: XLA auto-clustering.
+        xla: compile each replica's forward and backward pass with XLA (the trainer reads it).
         launch_log_dir: launcher: where each rank's full output is written.
         environ: environment to read ``TF_CONFIG`` from (default ``os.environ``).
         **kwargs: see :class:`backends.base.Backend`.
@@ -198,8 +200,6 @@ class DistributedBackend(Backend):
     def setup(self) -> None:
         self.validate()
         self.configure_devices()
-        if self.xla:
-            tf.config.optimizer.set_jit(True)
         if self.cluster is not None:
             # MultiWorkerMirroredStrategy configures the collective runtime, which must happen before
             # TensorFlow runs its first operation: create it now.

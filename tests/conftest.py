@@ -19,8 +19,8 @@ def run_main(*args: str, env=None, timeout: int = 600, check: bool = True) -> su
     # Tests compare numbers computed in float32; --precision=auto would choose bfloat16 on CPUs with
     # bfloat16 instructions (this project's CI machines). Given first, a test's own --precision (or a
     # flag file's) overrides it.
-    proc = subprocess.run([sys.executable, "main.py", "--precision=fp32", *args], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "main.py", "--precision=fp32", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"main.py {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -16,48 +16,12 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_step_testutil import BATCH, make_data, make_trainer
 
-from backends.cpu import CPUBackend
-from keras_compat import create_optimizer_variables, keras
-from training.checkpoints import Checkpointer, list_checkpoints
-from training.log import TrainLog
+from training.checkpoints import list_checkpoints
 from training.nonfinite import NonFiniteGuard, NonFiniteLossError
-from training.optimizers import build_optimizer
-from training.schedules import WarmupDecaySchedule
-from training.trainer import TrainConfig, Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES, SIZE, BATCH = 3, 8, 4
-
-
-def _data(steps: int, nan_steps=()):
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(steps * BATCH, SIZE, SIZE, 3)).astype(np.float32)
-    labels = rng.integers(0, CLASSES, size=(steps * BATCH,)).astype(np.int32)
-    for step in nan_steps:  # 1-based
-        images[(step - 1) * BATCH] = np.nan
-    return images, labels
-
-
-def _train(images, labels, steps, *, policy="stop", max_consecutive=5, ckpt_dir=None, optimizer="momentum"):
-    backend = CPUBackend()
-    backend.setup()
-    schedule = WarmupDecaySchedule(0.05, 100, warmup_epochs=0, max_epochs=1, kind="constant")
-    with backend.scope():
-        keras.utils.set_random_seed(3)
-        model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
-                                  keras.layers.Dense(CLASSES)])
-        opt = build_optimizer(optimizer, schedule)
-        create_optimizer_variables(opt, model.trainable_variables)
-    checkpointer = Checkpointer(ckpt_dir, max_to_keep=100, model=model, optimizer=opt) if ckpt_dir else None
-    config = TrainConfig(num_classes=CLASSES, per_replica_batch=BATCH, global_batch=BATCH,
-                         num_train_examples=100 * BATCH, max_steps=steps, iterations_per_loop=steps,
-                         save_summary_steps=steps, save_checkpoints_steps=1, weight_decay=1e-3,
-                         label_smoothing=0.0, nan_policy=policy, max_consecutive_skips=max_consecutive)
-    trainer = Trainer(model=model, optimizer=opt, schedule=schedule, backend=backend, config=config,
-                      log=TrainLog(None), checkpointer=checkpointer)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(BATCH)
-    return trainer, lambda: trainer.train(lambda ctx: dataset)
 
 
 def _checkpoint_is_finite(prefix: str) -> bool:
@@ -68,8 +32,8 @@ def _checkpoint_is_finite(prefix: str) -> bool:
 
 @pytest.mark.keras2
 def test_stop_keeps_the_last_good_step_and_never_saves_nonfinite_weights(tmp_path):
-    images, labels = _data(5, nan_steps=[3])
-    trainer, run = _train(images, labels, 5, ckpt_dir=str(tmp_path))
+    images, labels = make_data(5, nan_steps=[3])
+    trainer, run = make_trainer(images, labels, 5, ckpt_dir=str(tmp_path))
     with pytest.raises(NonFiniteLossError) as info:
         run()
     err = info.value
@@ -79,7 +43,7 @@ def test_stop_keeps_the_last_good_step_and_never_saves_nonfinite_weights(tmp_pat
     assert [int(p.rsplit("-", 1)[1]) for p in saved] == [1, 2]
     assert all(_checkpoint_is_finite(p) for p in saved)
     # The weights are step 2's: a clean run of two steps gives the same ones.
-    reference, run_ref = _train(images[: 2 * BATCH], labels[: 2 * BATCH], 2)
+    reference, run_ref = make_trainer(images[: 2 * BATCH], labels[: 2 * BATCH], 2)
     run_ref()
     for ours, ref in zip(trainer.model.weights, reference.model.weights):
         np.testing.assert_array_equal(ours.numpy(), ref.numpy())
@@ -87,21 +51,21 @@ def test_stop_keeps_the_last_good_step_and_never_saves_nonfinite_weights(tmp_pat
 
 @pytest.mark.keras2
 def test_skip_step_trains_as_if_the_bad_batch_was_not_there():
-    images, labels = _data(5, nan_steps=[3])
-    trainer, run = _train(images, labels, 5, policy="skip_step", optimizer="sgd")
+    images, labels = make_data(5, nan_steps=[3])
+    trainer, run = make_trainer(images, labels, 5, policy="skip_step", optimizer="sgd")
     result = run()
     assert result.final_step == 5 and result.skipped_steps == 1
     keep = np.ones(len(images), bool)
     keep[2 * BATCH: 3 * BATCH] = False
-    reference, run_ref = _train(images[keep], labels[keep], 4, optimizer="sgd")
+    reference, run_ref = make_trainer(images[keep], labels[keep], 4, optimizer="sgd")
     run_ref()
     for ours, ref in zip(trainer.model.weights, reference.model.weights):
         np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_skip_step_gives_up_after_too_many_in_a_row():
-    images, labels = _data(6, nan_steps=[2, 3, 4])
-    trainer, run = _train(images, labels, 6, policy="skip_step", max_consecutive=3)
+    images, labels = make_data(6, nan_steps=[2, 3, 4])
+    trainer, run = make_trainer(images, labels, 6, policy="skip_step", max_consecutive=3)
     with pytest.raises(NonFiniteLossError, match="3 steps in a row up to step 4"):
         run()
     assert np.all([np.all(np.isfinite(w.numpy())) for w in trainer.model.weights])

@@ -156,6 +156,10 @@ class Trainer:
         self._decay = ([0.0] * len(model.trainable_variables) if config.decoupled_decay
                        else decay_coefficients(model, config.decay_rule))
         self._loss_scaled = is_loss_scaled(optimizer)
+        # --xla: the forward and backward pass as one XLA computation (the update stays outside: the
+        # optimizer's variables and the replicas' all-reduce are not XLA's to compile here).
+        self._gradients = tf.function(self._gradients_of, jit_compile=True) if backend.jit_compile \
+            else self._gradients_of
         with self.strategy.scope():
             self.guard = NonFiniteGuard(config.nan_policy, config.max_consecutive_skips)
             # The last step's loss and total_loss, each replica's share; read (summed) once per call.
@@ -172,9 +176,20 @@ class Trainer:
         ``total_loss`` adds the weight-decay penalty ``sum c * l2_loss(v)``, computed only on the last
         step of a loop call (the only one logged), from the weights before that step's update.
         """
-        cfg = self.config
         variables = self.model.trainable_variables
         replicas = self.strategy.num_replicas_in_sync
+        loss, grads = self._gradients(images, labels)
+        grads = self._add_decay(grads, variables, replicas)
+        penalty = tf.cond(is_last, lambda: l2_penalty(variables, self._decay) / replicas,
+                          lambda: tf.constant(0.0, tf.float32))
+        self._last_loss.assign(loss)
+        self._last_total.assign(loss + penalty)
+        bad = tf.stack([tf.cast(~tf.math.is_finite(loss), tf.int32), tf.cast(~all_finite(grads), tf.int32)])
+        return grads, bad
+
+    def _gradients_of(self, images, labels):
+        """Replica: the loss share and its (unscaled) gradients."""
+        cfg = self.config
         if self.preprocess is not None:
             images = self.preprocess(images)
         with tf.GradientTape() as tape:
@@ -183,15 +198,8 @@ class Trainer:
                                                cfg.aux_loss_weights)
             loss = tf.reduce_sum(per_example) / self._loss_denominator
             scaled = scale_loss(self.optimizer, loss)
-        grads = tape.gradient(scaled, variables)
-        grads = unscale_gradients(self.optimizer, grads)
-        grads = self._add_decay(grads, variables, replicas)
-        penalty = tf.cond(is_last, lambda: l2_penalty(variables, self._decay) / replicas,
-                          lambda: tf.constant(0.0, tf.float32))
-        self._last_loss.assign(loss)
-        self._last_total.assign(loss + penalty)
-        bad = tf.stack([tf.cast(~tf.math.is_finite(loss), tf.int32), tf.cast(~all_finite(grads), tf.int32)])
-        return grads, bad
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        return loss, unscale_gradients(self.optimizer, grads)
 
     def _add_decay(self, grads, variables, replicas: int):
         """``g + c * v`` per variable; divided among replicas, whose gradients are summed."""
