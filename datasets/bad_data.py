@@ -232,8 +232,10 @@ class BadDataTracker:
             if name is None:
                 name = tf.strings.join(["element #", tf.strings.as_string(index)])
             value = tf.strings.join([tf.strings.as_string(index), "\t", name])
-            # Slot -1 holds the newest element: the sentinel of a finite dataset reads the total there.
-            inserted = ring.insert(tf.stack([index % RING, tf.constant(-1, tf.int64)]), tf.stack([value, value]))
+            if finite:  # slot -1 holds the newest element: the sentinel reads the total there
+                inserted = ring.insert(tf.stack([index % RING, tf.constant(-1, tf.int64)]), tf.stack([value, value]))
+            else:
+                inserted = ring.insert(tf.reshape(index % RING, [1]), tf.reshape(value, [1]))
             with tf.control_dependencies([inserted]):
                 return tf.identity(index), elem
 
@@ -268,12 +270,12 @@ class BadDataTracker:
 
             done = tf.cond(position > expected, record_missing, lambda: tf.constant(True))
             with tf.control_dependencies([done]):
-                return position + 1, (output, index >= 0)
+                return position + 1, ((output, index >= 0) if finite else output)
 
         out = out.scan(tf.constant(0, tf.int64), gap_check)
-        if finite:
-            out = out.filter(lambda output, real: real)
-        return out.map(lambda output, real: output)
+        if not finite:
+            return out
+        return out.filter(lambda output, real: real).map(lambda output, real: output)
 
     def read_shard(self, path: tf.Tensor, size: tf.Tensor, buffer_size: Optional[int] = None) -> tf.data.Dataset:
         """The records of one TFRecord shard as ``{"serialized", "name"}``, up to a damaged record.
