@@ -241,9 +241,11 @@ def test_train_and_evaluate(tmp_path):
     assert [r["step"] for r in records if r["type"] == "eval"] == [2, 4, 5]
     assert all(r["examples"] == ev.VAL_SIZE for r in records if r["type"] == "eval")
 
-    # Run again: nothing left to train, so the last checkpoint is evaluated once more.
+    # Run again (same settings: a changed lr would be refused, docs/failures.md): nothing left to train,
+    # so the last checkpoint is evaluated once more.
     rerun = run_main(EXTRA, "--mode=train_and_evaluate", "--model=scores_linear", "--dataset=handmade",
-                     "--backend=cpu", f"--log_dir={log_dir}", "--batch_size=3", "--max_train_steps=5")
+                     "--backend=cpu", f"--log_dir={log_dir}", "--batch_size=3", "--max_train_steps=5", "--lr=0.01",
+                     "--warmup_epochs=0")
     assert "Nothing to train" in rerun.stdout
     assert [line for line in rerun.stdout.splitlines() if eval_table.parse_row(line)] == [live[2]]
     assert rerun.stdout.rstrip().endswith(eval_table.FINISHED)
