@@ -35,7 +35,10 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLEMENTATIONS = ("ours", "pytorch", "limit")
+IMPLEMENTATIONS = ("ours", "ours_xla", "ours_uint8", "pytorch", "pytorch_cl", "limit")
+# Ours with one setting changed: main.py flags added to its command line.
+OURS_VARIANTS = {"ours": [], "ours_xla": ["--xla"], "ours_uint8": ["--normalize_on=device"]}
+DEFAULT_IMPLEMENTATIONS = ("ours", "pytorch", "pytorch_cl", "limit")
 PRECISIONS = ("fp32", "bf16")
 
 # The recipe's optimiser settings, shared by both sides.
@@ -98,7 +101,7 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
             f"--save_summary_steps={per_call}", "--nodo_checkpoint", f"--log_dir={log_dir}", "--seed=0",
             f"--intra_op_threads={args.threads}", f"--lr={LR}", f"--momentum={MOMENTUM}", "--use_nesterov",
             f"--label_smoothing={LABEL_SMOOTHING}", f"--weight_decay={WEIGHT_DECAY}", "--optimizer=momentum",
-            "--num_classes=1000",
+            "--num_classes=1000", *OURS_VARIANTS[args.worker or "ours"],
         ]
         began = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
@@ -230,7 +233,7 @@ def _worker_argv(args: argparse.Namespace, impl: str) -> List[str]:
         f"--batch={args.batch}", f"--image_size={args.image_size}", f"--steps={args.steps}",
         f"--warmup_steps={args.warmup_steps}", f"--steps_per_call={args.steps_per_call}",
         f"--threads={args.threads}",
-        "--torch_channels_last" if args.torch_channels_last else "--no-torch_channels_last",
+        "--torch_channels_last" if args.torch_channels_last or impl == "pytorch_cl" else "--no-torch_channels_last",
     ]
 
 
@@ -251,7 +254,9 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
     rates = [r["images_per_second"] for r in rounds]
     first = rounds[0]
     line = {
-        "name": {"ours": "ours (main.py -> Trainer, cpu backend)", "pytorch": f"pytorch {machine.get('torch')} eager",
+        "name": {"ours": "ours (main.py -> Trainer, cpu backend)", "ours_xla": "ours with --xla",
+                 "ours_uint8": "ours with --normalize_on=device (uint8 batches)",
+                 "pytorch": f"pytorch {machine.get('torch')} eager", "pytorch_cl": "pytorch, channels_last",
                  "limit": "GEMM-bound limit (measured matmul GFLOP/s / training GFLOP per image)"}[impl],
         "implementation": impl,
         "model": args.model,
@@ -269,9 +274,9 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
         "final_loss": round(rounds[-1]["final_loss"], 4),
         "machine": machine,
     }
-    if impl == "ours":
+    if impl.startswith("ours"):
         line["steps_per_call"] = args.steps_per_call
-    elif impl == "pytorch":
+    elif impl.startswith("pytorch"):
         line["memory_format"] = first["memory_format"]
     else:
         for key in ("gemm_gflops", "forward_gflop_per_image", "train_gflop_per_image"):
@@ -287,6 +292,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    "torchvision's network of the same name.")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 (mixed) on both sides.")
     p.add_argument("--batch", type=int, default=64, help="Images per training step.")
+    p.add_argument("--precisions", default=None, help="Comma-separated: measure each (overrides --precision).")
+    p.add_argument("--batches", default=None, help="Comma-separated: measure each (overrides --batch).")
     p.add_argument("--image_size", type=int, default=224, help="Square input size.")
     p.add_argument("--steps", type=int, default=30, help="Timed steps per round (ours: rounded up to "
                    "whole calls).")
@@ -297,7 +304,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the median is reported.")
     p.add_argument("--threads", type=int, default=0, help="Intra-op threads on both sides (0: the default, "
                    "all cores).")
-    p.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="Comma-separated: ours, pytorch, limit (the "
+    p.add_argument("--impl", default=",".join(DEFAULT_IMPLEMENTATIONS), help="Comma-separated: ours, ours_xla "
+                   "(--xla), ours_uint8 (--normalize_on=device), pytorch, pytorch_cl (channels_last), limit (the "
                    "machine's GEMM-bound limit for the model, measured in the same run).")
     p.add_argument("--torch_channels_last", action=argparse.BooleanOptionalAction, default=False,
                    help="PyTorch: NHWC memory format for images and weights.")
@@ -308,10 +316,47 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def measure(args: argparse.Namespace, impls: Sequence[str], machine: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Every implementation at ``args.batch`` and ``args.precision``, alternating for ``args.rounds`` rounds."""
+    results: Dict[str, List[Dict[str, Any]]] = {impl: [] for impl in impls}
+    for _ in range(args.rounds):
+        for impl in impls:
+            results[impl].append(run_round(args, impl))
+    lines = {impl: summarise(impl, rounds, args, machine) for impl, rounds in results.items()}
+    torch_best = max((lines[i]["images_per_second"] for i in ("pytorch", "pytorch_cl") if i in lines), default=None)
+    for impl, line in lines.items():
+        if impl.startswith("ours") and torch_best:
+            line["speedup_vs_best_pytorch"] = round(line["images_per_second"] / torch_best, 3)
+        if "limit" in lines and impl != "limit":
+            line["fraction_of_limit"] = round(line["images_per_second"] / lines["limit"]["images_per_second"], 3)
+    return lines
+
+
+def table(rows: Sequence[Dict[str, Dict[str, Any]]], impls: Sequence[str]) -> str:
+    """A Markdown table: one row per (batch, precision), img/s of each implementation, ours' ratios."""
+    names = [i for i in impls if i != "limit"]
+    head = ["batch", "precision"] + [f"{i} img/s" for i in names] + (
+        ["limit img/s", "ours / limit"] if "limit" in impls else []) + (
+        ["ours / best pytorch"] if "ours" in impls and any(i.startswith("pytorch") for i in impls) else [])
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lines in rows:
+        first = next(iter(lines.values()))
+        cells = [str(first["batch"]), first["precision"].split(" ")[0]]
+        cells += [f"{lines[i]['images_per_second']:.1f}" for i in names]
+        if "limit" in impls:
+            cells += [f"{lines['limit']['images_per_second']:.1f} ({lines['limit']['gemm_gflops']:.0f} GFLOP/s)",
+                      f"{lines['ours']['fraction_of_limit']:.2f}" if "ours" in lines else ""]
+        if "speedup_vs_best_pytorch" in lines.get("ours", {}):
+            cells.append(f"{lines['ours']['speedup_vs_best_pytorch']:.2f}x")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = {"ours": run_ours, "pytorch": run_pytorch, "limit": run_limit}[args.worker](args)
+        run = run_limit if args.worker == "limit" else run_pytorch if args.worker.startswith("pytorch") else run_ours
+        result = run(args)
         print(json.dumps(result))
         return 0
     impls = [name.strip() for name in args.impl.split(",") if name.strip()]
@@ -319,22 +364,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         raise SystemExit(f"--impl: unknown {unknown}; choose from {list(IMPLEMENTATIONS)}")
     machine = dict(nproc=os.cpu_count(), cpu=cpu_model(), date=datetime.date.today().isoformat(), **versions())
-    results: Dict[str, List[Dict[str, Any]]] = {impl: [] for impl in impls}
-    for _ in range(args.rounds):
-        for impl in impls:
-            results[impl].append(run_round(args, impl))
-    machine["load_avg_after"] = load_average()
-    lines = {impl: summarise(impl, rounds, args, machine) for impl, rounds in results.items()}
-    if "ours" in lines and "pytorch" in lines:
-        lines["ours"]["speedup_vs_pytorch_same_precision"] = round(
-            lines["ours"]["images_per_second"] / lines["pytorch"]["images_per_second"], 3)
-    if "limit" in lines:
-        for impl in ("ours", "pytorch"):
-            if impl in lines:
-                lines[impl]["fraction_of_limit"] = round(
-                    lines[impl]["images_per_second"] / lines["limit"]["images_per_second"], 3)
-    for line in lines.values():
-        print(json.dumps(line), flush=True)
+    machine["load_avg_start"] = load_average()
+    rows = []
+    for precision in (args.precisions or args.precision).split(","):
+        for batch in (args.batches or str(args.batch)).split(","):
+            point = argparse.Namespace(**{**vars(args), "precision": precision.strip(), "batch": int(batch)})
+            lines = measure(point, impls, machine)
+            for line in lines.values():
+                print(json.dumps(line), flush=True)
+            rows.append(lines)
+    print(f"\n{args.model}, {args.image_size}x{args.image_size}, {machine['cpu']}, {machine['nproc']} cores, "
+          f"load average at start {machine['load_avg_start']}, after {load_average()}:")
+    print(table(rows, impls))
     return 0
 
 
