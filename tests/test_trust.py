@@ -346,3 +346,27 @@ def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp
     assert "\n" not in message and f"cannot write checkpoint model.ckpt-2 in {tmp_path}: File too large" in message
     assert "MB needed" in message and "model.ckpt-1 is intact" in message
     assert sorted(os.listdir(tmp_path)) == before and list_checkpoints(str(tmp_path))[-1].endswith("model.ckpt-1")
+
+
+def test_run_dir_layout_and_the_label_map_of_a_multi_rank_job(tmp_path):
+    import types
+
+    import run_dir
+    from training.predictor import find_label_map
+
+    job = str(tmp_path / "job")
+    assert run_dir.rank_dirs(job, None, rank_size=2, rank=1, multi_process=True) == (f"{job}/1", f"{job}/0")
+    assert run_dir.rank_dirs(job, None, rank_size=2, rank=0, multi_process=False) == (job, job)
+    assert run_dir.rank_dirs(None, None, rank_size=8, rank=3, multi_process=True) == ("results/8p/3", "results/8p/0")
+    assert run_dir.launcher_log_path(job, 1) == f"{job}/launcher_rank_1.log"
+    # --rank_size=2 --log_dir=job: the label map goes to job/, the checkpoints to job/0; predict finds it.
+    label_map = run_dir.label_map_path(job, None, 2)
+    assert label_map == f"{job}/label_map.txt"
+    os.makedirs(f"{job}/0")
+    with open(label_map, "w") as f:
+        f.write("0\tcat\n")
+    flags = types.SimpleNamespace(label_map=None)
+    assert find_label_map(flags, f"{job}/0/model.ckpt-5") == label_map
+    with open(f"{job}/0/label_map.txt", "w") as f:  # beside the checkpoint wins
+        f.write("0\tdog\n")
+    assert find_label_map(flags, f"{job}/0/model.ckpt-5") == f"{job}/0/label_map.txt"
