@@ -280,6 +280,7 @@ def _checkpointer(directory, model, optimizer, **kwargs):
     return Checkpointer(str(directory), model=model, optimizer=optimizer, **kwargs)
 
 
+@pytest.mark.keras2
 def test_checkpointer_retention_is_exact_and_leftovers_are_removed(tmp_path):
     model, optimizer = _model_and_optimizer()
     ckpt = _checkpointer(tmp_path, model, optimizer, max_to_keep=2)
@@ -302,6 +303,7 @@ def test_checkpointer_retention_is_exact_and_leftovers_are_removed(tmp_path):
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("model.ckpt-1")) == []
 
 
+@pytest.mark.keras2
 def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tmp_path):
     import numpy as np
 
@@ -328,6 +330,7 @@ def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tm
         _checkpointer(tmp_path, other, other_opt).restore_latest()
 
 
+@pytest.mark.keras2
 def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp_path):
     from training.checkpoints import CheckpointSaveError
 
