@@ -271,3 +271,13 @@ def test_two_worker_processes_count_like_one(tmp_path):
         # epoch = 100 steps x global batch 4 / 6 training examples
         assert (row["step"], row["epoch"], row["top1"], row["top5"]) == (100, 66.7, 57.143, 85.71)
         assert row["loss"] == round(ev.expected_loss(), 2)
+
+
+def test_a_replica_whose_shard_ran_out_does_not_run_the_model(tmp_path):
+    """Two replicas, 5 images, batches of 2: replica 1's last batch is empty; all 5 count, once."""
+    log_dir = tmp_path / "run"
+    run_main("--synthetic", "--synthetic_val_images=5", "--synthetic_train_images=64", "--rank_size=2",
+             "--nomulti_worker", "--batch_size=2", "--model=resnet18", "--image_size=32", "--max_train_steps=1",
+             "--mode=train_and_evaluate", f"--log_dir={log_dir}", "--nodo_checkpoint")
+    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["examples"] for r in records if r["type"] == "eval"] == [5]

@@ -90,17 +90,26 @@ class Evaluator:
         with self.strategy.scope():
             self._sums = [_replica_sum(tf.int64) for _ in range(3)] + [_replica_sum(tf.float64)]
 
-    def _add_batch(self, images, labels):
+    def _batch_sums(self, images, labels):
         if self.preprocess is not None:
             images = self.preprocess(images)
         logits = tf.cast(self.model(images, training=False), tf.float32)
-        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         top1 = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.int64))
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, self.top_k), tf.int64))
         loss = tf.reduce_sum(tf.cast(cross_entropy(labels, logits, self.num_classes, self.label_smoothing),
                                      tf.float64))
-        for total, value in zip(self._sums, (tf.size(labels, out_type=tf.int64), top1, top5, loss)):
+        return top1, top5, loss
+
+    def _add_batch(self, images, labels):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        size = tf.size(labels, out_type=tf.int64)
+        # A replica whose shard ran out gets empty batches: the model is not run on them (inside the
+        # pass's loop, convolutions of an empty batch fail in TensorFlow's CPU kernels).
+        top1, top5, loss = tf.cond(
+            size > 0, lambda: self._batch_sums(images, labels),
+            lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.constant(0.0, tf.float64)))
+        for total, value in zip(self._sums, (size, top1, top5, loss)):
             total.assign_add(value)
 
     def _reset(self):
