@@ -6,6 +6,7 @@ Readiness comes from the run's own log file (a "step:" line is written after eac
 never from sleeps.
 """
 
+import json
 import os
 import random
 import resource
@@ -134,6 +135,14 @@ def test_truncated_newest_checkpoint_falls_back_and_allowed_change_is_explained(
     assert resumed_step(out) == 2
     assert "--allow_recipe_change: resuming" in out and "2 in the checkpoint, 4 now" in out
     assert newest_step(log_dir) == 4 and leftovers(log_dir) == []  # the damaged step 4 was never resumed
+
+    # Evaluation skips the damaged checkpoint, saying so, and evaluates the others.
+    proc = run_main(*BASE, "--mode=evaluate", f"--log_dir={log_dir}")
+    out = proc.stdout + proc.stderr
+    assert f"Checkpoint {newest} cannot be read" in out and "skipped" in out
+    evaluated = [json.loads(line)["step"] for line in open(os.path.join(log_dir, "metrics.jsonl"))
+                 if json.loads(line).get("type") == "eval"]
+    assert evaluated == [2, 3]
 
 
 @pytest.mark.slow
