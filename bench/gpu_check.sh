@@ -63,6 +63,7 @@ else
     dir=$WORK/ours_${precision}${xla:+_xla}
     if "$PYTHON" main.py --backend=$BACKEND --synthetic --model=alexnet --image_size=$SIZE --batch_size=$BATCH \
         --num_classes=1000 --version=torchvision --precision="$precision" $xla --max_train_steps=$((WARMUP + STEPS)) \
+        --normalize_on=device \
         --iterations_per_loop=$PER_CALL --save_summary_steps=$PER_CALL --nodo_checkpoint --warmup_epochs=0 \
         --lr=0.01 --log_dir="$dir" > "$dir.log" 2>&1; then
       "$PYTHON" bench/tf_metrics_summary.py "$dir/metrics.jsonl" --global_batch=$BATCH --warmup_steps=$WARMUP \

@@ -4,7 +4,8 @@
 
 The same network (torchvision's AlexNet layout, written out so that torchvision is not needed),
 loss (cross entropy with label smoothing 0.1 plus L2 weight decay 1e-4 in the loss) and optimiser
-(Nesterov momentum SGD) as ``main.py``'s training path, on random data. ``--precision=bf16`` runs
+(Nesterov momentum SGD) as ``main.py``'s training path, on random data made as ``main.py --synthetic``
+makes it for a GPU (a uint8 batch on the host, copied to the device and normalised there every step). ``--precision=bf16`` runs
 the forward pass under autocast to bfloat16 with float32 weights (Keras' mixed_bfloat16);
 ``--compile`` uses ``torch.compile``, PyTorch's counterpart of ``--xla``. Prints one JSON line:
 images per second over ``--steps`` timed steps after ``--warmup_steps`` (the device is
@@ -41,10 +42,18 @@ def main() -> None:
     model = torchvision_alexnet(args.num_classes).to(device).train()
     params = list(model.parameters())
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True)
-    images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
-    labels = torch.randint(0, args.num_classes, (args.batch,), device=device)
+    # As main.py --synthetic --normalize_on=device (the GPU default) feeds ours: one uint8 batch made on
+    # the host, copied to the device every step and normalised there with ImageNet's statistics.
+    host_images = torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8)
+    host_labels = torch.randint(0, args.num_classes, (args.batch,))
+    if device.type == "cuda":
+        host_images, host_labels = host_images.pin_memory(), host_labels.pin_memory()
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
 
     def step():
+        images = (host_images.to(device, non_blocking=True).float() - mean) / std
+        labels = host_labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=0.1)
