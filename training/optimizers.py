@@ -321,7 +321,8 @@ def build_optimizer(
         "rmsprop_torch": lambda: RMSpropRule(rho, momentum, epsilon, tf_style=False),
     }
     if name == "momentum":
-        opt = keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=use_nesterov)
+        sgd = FusedMomentumSGD if IS_KERAS_3 else keras.optimizers.SGD
+        opt = sgd(learning_rate, momentum=momentum, nesterov=use_nesterov)
     elif name == "sgd":
         opt = keras.optimizers.SGD(learning_rate)
     elif name == "adam":
@@ -340,6 +341,30 @@ def build_optimizer(
     if loss_scaling:
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
+
+
+class FusedMomentumSGD(keras.optimizers.SGD):
+    """Keras 3's momentum SGD, updating each variable and its momentum in one fused kernel.
+
+    Keras 3 writes the update as separate element-wise operations (two multiplications, a
+    subtraction and an assignment for the momentum, the same again for the weights), each a pass over
+    memory. TensorFlow's ``ResourceApplyKerasMomentum`` computes the same arithmetic (``m = momentum * m
+    - lr * g``; ``v += m``, or ``v += momentum * m - lr * g`` with Nesterov) in one pass: 2.5x faster
+    on AlexNet's 61 M parameters on a CPU (bench/RESULTS.md). Sparse gradients take Keras' own path.
+    Used under Keras 3 only; Keras 2 (tf_keras, the NPU path) keeps its own SGD, whose operations the
+    NPU compiler knows.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0 or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        momentum = self.momentums[self._get_variable_index(variable)]
+        var = variable.value if isinstance(variable, keras.Variable) else variable
+        accum = momentum.value if isinstance(momentum, keras.Variable) else momentum
+        dtype = var.dtype
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=var.handle, accum=accum.handle, lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
+            momentum=tf.cast(self.momentum, dtype), use_nesterov=self.nesterov)
 
 
 def is_loss_scaled(optimizer) -> bool:
