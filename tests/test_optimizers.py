@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT
 
-from keras_compat import create_optimizer_variables, optimizer_variables
+from keras_compat import IS_KERAS_3, create_optimizer_variables, keras, optimizer_variables
 from training.optimizers import (
     DECAY_IN_OPTIMIZER,
     OPTIMIZERS,
@@ -255,3 +255,24 @@ def test_slots_are_checkpointed(tmp_path):
 def test_bad_decay_length():
     with pytest.raises(ValueError, match="3 coefficients for 2 variables"):
         _run_tf("adamw", [np.ones(2, np.float32)] * 2, [[np.ones(2, np.float32)] * 2], decay=[0.1] * 3)
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="the fused SGD is Keras 3's")
+@pytest.mark.parametrize("nesterov", [True, False], ids=["nesterov", "heavy_ball"])
+def test_fused_momentum_sgd_equals_keras_sgd(nesterov):
+    """The fused kernel computes Keras' own momentum update, step for step."""
+    from training.optimizers import FusedMomentumSGD
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=s).astype(np.float32) for s in [(3, 4), (4,)]]
+    grads = [[rng.normal(size=w.shape).astype(np.float32) for w in start] for _ in range(4)]
+    results = []
+    for cls in (keras.optimizers.SGD, FusedMomentumSGD):
+        variables = [keras.Variable(w) for w in start]
+        opt = cls(0.1, momentum=0.9, nesterov=nesterov)
+        for g in grads:
+            opt.apply_gradients(zip([tf.constant(x) for x in g], variables))
+        results.append([np.asarray(v) for v in variables])
+    for fused, plain in zip(results[1], results[0]):
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(results[1][0], start[0])
