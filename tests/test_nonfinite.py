@@ -91,3 +91,17 @@ def test_float16_overflow_on_one_replica_is_skipped_by_all(legacy_keras):
     assert out["finite"] and out["replicas_equal"]
     # The skipped step counts on both Keras versions; the scale was halved once, on both replicas.
     assert out["step"] == 4 and out["loss_scale"] == 32768.0 / 2
+
+
+def test_a_huge_lr_stops_main_with_one_line_and_only_finite_checkpoints(tmp_path):
+    from conftest import run_main
+
+    log_dir = tmp_path / "run"
+    proc = run_main("--synthetic", "--model=alexnet", "--image_size=64", "--batch_size=4", "--max_train_steps=8",
+                    "--iterations_per_loop=1", "--save_checkpoints_steps=1", "--save_summary_steps=1",
+                    "--lr=1e30", "--warmup_epochs=0", "--optimizer=sgd", f"--log_dir={log_dir}", check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "not finite at step" in error[0] and "Lower --lr" in error[0]
+    saved = list_checkpoints(str(log_dir))
+    assert all(_checkpoint_is_finite(p) for p in saved)
