@@ -28,15 +28,32 @@ def test_flag_file_trains_on_synthetic_data(flagfile, tmp_path):
     assert sum(line.startswith("step:") for line in out.stdout.splitlines()) == 2, out.stdout[-2000:]
 
 
-def _values(flagfile: str):
+def _values(flagfile: str, present: bool = False):
+    """flag name -> value after parsing ``flagfile`` (only the flags it sets, with ``present``)."""
     import main
 
     flags = main.FLAGS
     try:
         flags(["main.py", f"--flagfile={os.path.join(ROOT, 'configs', flagfile)}"])
-        return {name: flags[name].value for name in flags}
+        return {name: flags[name].value for name in flags if flags[name].present or not present}
     finally:
         flags.unparse_flags()
+
+
+# Flags of a flag file that are not training settings: the run's layout and logging, the model it names, and
+# the input-size flags that belong to the recipe's input_size / eval_resize (registered apart from hparams
+# because they scale with --image_size).
+_NOT_RECIPE = frozenset({"model", "mode", "rank_size", "iterations_per_loop", "save_summary_steps",
+                         "save_checkpoints_steps", "epochs_between_evals", "image_size", "val_resize_size"})
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES)
+def test_every_training_setting_of_a_flag_file_is_in_its_model_s_recipe(flagfile):
+    """``--model=NAME`` alone trains with everything the model's flag file sets (EMA, augmentation, ...)."""
+    set_here = _values(flagfile, present=True)
+    hparams = zoo.get_recipe(set_here["model"]).hparams
+    missing = sorted(set(set_here) - _NOT_RECIPE - set(hparams))
+    assert not missing, f"{flagfile} sets {missing}, which the model's registered hparams lack"
 
 
 @pytest.mark.parametrize("flagfile", FLAGFILES)

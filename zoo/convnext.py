@@ -137,13 +137,17 @@ def _convnext(
 #   --lr-warmup-method linear --auto-augment ta_wide --epochs 600 --random-erase 0.1 --label-smoothing 0.1
 #   --mixup-alpha 0.2 --cutmix-alpha 1.0 --weight-decay 0.05 --norm-weight-decay 0.0 --train-crop-size 176
 #   --model-ema --val-resize-size 232 --ra-sampler --ra-reps 4
-# Only the settings the stack can express are here (configs/convnext_tiny_imagenet.flags lists the rest).
-# AdamW's decoupled decay (0.05 x lr x w per step) is not an L2 coefficient: under --optimizer=adam an L2
-# term of 0.05 would be a different (far stronger) regulariser, so weight decay is off until the stack has
-# AdamW; Adam with torch's epsilon is the nearest optimizer the stack has.
+# All of it except the repeated-augmentation sampler (not supported) and the 176-pixel training crop (one
+# input size per model: training and evaluation both use 224); configs/convnext_tiny_imagenet.flags says so.
+# The warm-up starts at train.py's default --lr-warmup-decay 0.01; --model-ema uses train.py's defaults.
+# --val-resize-size 232 is the flag file's --val_resize_size; the registered eval_resize stays 236, the
+# resize of the weights' published evaluation.
 _HPARAMS: Dict[str, object] = dict(
-    optimizer="adam", optimizer_epsilon=1e-8, lr=1e-3, batch_size=128, max_epochs=600, warmup_epochs=5,
-    lr_schedule="cosine", weight_decay=0.0, norm_weight_decay=0.0, label_smoothing=0.1,
+    optimizer="adamw", optimizer_epsilon=1e-8, adam_beta1=0.9, adam_beta2=0.999, lr=1e-3, batch_size=128,
+    max_epochs=600, warmup_epochs=5, lr_warmup_method="linear", lr_warmup_decay=0.01, lr_decay_after_warmup=True,
+    lr_schedule="cosine", lr_min=0.0, lr_schedule_unit="epoch", weight_decay=0.05, norm_weight_decay=0.0,
+    label_smoothing=0.1, auto_augment="ta_wide", random_erase=0.1, mixup_alpha=0.2, cutmix_alpha=1.0,
+    model_ema=True, model_ema_steps=32, model_ema_decay=0.99998,
     stochastic_depth_rate=0.1,  # the builder's default, torchvision's stochastic_depth_prob
 )
 

@@ -38,12 +38,14 @@ _RECIPE_V2 = dict(
 # "MobileNetV3 Large & Small", on 8 GPUs:
 #   torchrun --nproc_per_node=8 train.py --model $MODEL --epochs 600 --opt rmsprop --batch-size 128 --lr 0.064
 #     --wd 0.00001 --lr-step-size 2 --lr-gamma 0.973 --auto-augment imagenet --random-erase 0.2
-# train.py's RMSprop: alpha 0.9 (Keras' rho default), momentum 0.9, eps 0.0316 added outside the square root;
-# Keras adds epsilon inside it, and 1e-3 there is what 0.0316 = sqrt(1e-3) stands for.
+# train.py's --opt rmsprop is torch.optim.RMSprop(alpha=0.9, eps=0.0316, momentum=0.9): rmsprop_torch.
+# Weight decay on every parameter (L2); no warm-up. Not supported: the README's averaging of the last 3
+# checkpoints that improved Acc@1 (see the flag files).
 _RECIPE_V3 = dict(
-    optimizer="rmsprop", momentum=0.9, optimizer_epsilon=1e-3, lr=0.064, batch_size=128, max_epochs=600,
-    warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2, lr_decay_factor=0.973, weight_decay=1e-5,
-    label_smoothing=0.0, dropout=0.2,
+    optimizer="rmsprop_torch", rmsprop_decay=0.9, momentum=0.9, optimizer_epsilon=0.0316, lr=0.064,
+    batch_size=128, max_epochs=600, warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2,
+    lr_decay_factor=0.973, lr_schedule_unit="epoch", weight_decay=1e-5, label_smoothing=0.0, dropout=0.2,
+    auto_augment="imagenet", random_erase=0.2,
 )
 # torchvision's weights meta: min_size (1, 1); IMAGENET1K_V1 transforms: bilinear resize 256, crop 224.
 _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1)
