@@ -40,16 +40,18 @@ def _values(flagfile: str, present: bool = False):
         flags.unparse_flags()
 
 
-# Flags of a flag file that are not training settings: the run's layout and logging, the model it names, and
-# the input-size flags that belong to the recipe's input_size / eval_resize (registered apart from hparams
-# because they scale with --image_size).
+# Flags a flag file may set that its model's hparams leave out: the run's layout and logging, the model it
+# names, the input-size flags that belong to the recipe's input_size / eval_resize (registered apart from
+# hparams because they scale with --image_size), and the weight average: --model_ema changes which weights
+# evaluate and export serve, so a run opts in (the flag file does) rather than every --model=NAME run.
 _NOT_RECIPE = frozenset({"model", "mode", "rank_size", "iterations_per_loop", "save_summary_steps",
-                         "save_checkpoints_steps", "epochs_between_evals", "image_size", "val_resize_size"})
+                         "save_checkpoints_steps", "epochs_between_evals", "image_size", "val_resize_size",
+                         "model_ema", "model_ema_steps", "model_ema_decay"})
 
 
 @pytest.mark.parametrize("flagfile", FLAGFILES)
 def test_every_training_setting_of_a_flag_file_is_in_its_model_s_recipe(flagfile):
-    """``--model=NAME`` alone trains with everything the model's flag file sets (EMA, augmentation, ...)."""
+    """``--model=NAME`` alone trains with everything the model's flag file sets (optimizer, augmentation, ...)."""
     set_here = _values(flagfile, present=True)
     hparams = zoo.get_recipe(set_here["model"]).hparams
     missing = sorted(set(set_here) - _NOT_RECIPE - set(hparams))

@@ -139,7 +139,8 @@ def _convnext(
 #   --model-ema --val-resize-size 232 --ra-sampler --ra-reps 4
 # All of it except the repeated-augmentation sampler (not supported) and the 176-pixel training crop (one
 # input size per model: training and evaluation both use 224); configs/convnext_tiny_imagenet.flags says so.
-# The warm-up starts at train.py's default --lr-warmup-decay 0.01; --model-ema uses train.py's defaults.
+# The warm-up starts at train.py's default --lr-warmup-decay 0.01. --model-ema is the flag file's only (see
+# tests/test_configs.py: the average changes what evaluate and export serve, so a run opts in).
 # --val-resize-size 232 is the flag file's --val_resize_size; the registered eval_resize stays 236, the
 # resize of the weights' published evaluation.
 _HPARAMS: Dict[str, object] = dict(
@@ -147,7 +148,6 @@ _HPARAMS: Dict[str, object] = dict(
     max_epochs=600, warmup_epochs=5, lr_warmup_method="linear", lr_warmup_decay=0.01, lr_decay_after_warmup=True,
     lr_schedule="cosine", lr_min=0.0, lr_schedule_unit="epoch", weight_decay=0.05, norm_weight_decay=0.0,
     label_smoothing=0.1, auto_augment="ta_wide", random_erase=0.1, mixup_alpha=0.2, cutmix_alpha=1.0,
-    model_ema=True, model_ema_steps=32, model_ema_decay=0.99998,
     stochastic_depth_rate=0.1,  # the builder's default, torchvision's stochastic_depth_prob
 )
 

@@ -33,16 +33,15 @@ __all__ = ["efficientnet_b0"]
 # i.e. 2 GPUs x 384 images, lr 0.048 for that batch of 768 (timm does not rescale it); timm's RMSpropTF is
 # rmsprop_tf (decay 0.9, momentum 0.9: timm's defaults); 3 warm-up epochs (timm's default) linear from 1e-6;
 # label smoothing 0.1 (timm's default); no weight decay on biases and batch-norm parameters (timm skips every
-# 1-D parameter); EMA every step with the decay that torchvision's adjustment turns into 0.9999 at batch 768
-# and 450 epochs; random erasing with per-pixel noise. timm's RandAugment (magnitude noise, op set) is
-# approximated by torchvision's (configs/efficientnet_b0_imagenet.flags says how).
+# 1-D parameter); random erasing with per-pixel noise. The weight average (--model-ema) is the flag file's
+# only (see tests/test_configs.py: it changes what evaluate and export serve, so a run opts in). timm's
+# RandAugment (magnitude noise, op set) is approximated by torchvision's (the flag file says how).
 _RECIPE = dict(
     optimizer="rmsprop_tf", rmsprop_decay=0.9, momentum=0.9, optimizer_epsilon=1e-3, lr=0.048, batch_size=384,
     max_epochs=450, warmup_epochs=3, lr_warmup_method="linear", lr_warmup_decay=1e-6 / 0.048,
     lr_schedule="exponential", lr_decay_factor=0.97, lr_decay_epochs=2.4, lr_schedule_unit="epoch",
     weight_decay=1e-5, norm_weight_decay=0.0, bias_weight_decay=0.0, label_smoothing=0.1,
     auto_augment="ra", ra_num_ops=2, ra_magnitude=9, random_erase=0.2, random_erase_value="random",
-    model_ema=True, model_ema_steps=1, model_ema_decay=1 - 1e-4 * 450 / 768,
     dropout=0.2, stochastic_depth_rate=0.2,  # timm's --drop 0.2 --drop-connect 0.2 (the builder's defaults)
 )
 _BN = dict(eps=1e-5, momentum=0.1)  # B0-B4 use nn.BatchNorm2d's defaults (torchvision passes no norm_layer)

@@ -45,15 +45,14 @@ _Size = Union[int, Tuple[int, int]]
 # Momentum 0.9 and weight decay 4e-5 on conv/fc kernels only are TensorFlow's Inception training code's
 # (RMSPROP_MOMENTUM, inception_v3_arg_scope): the paper gives neither. TensorFlow 1's RMSPropOptimizer is
 # rmsprop_tf; the paper's gradient clipping at 2.0 is --clip_grad_norm; that code's moving average of the
-# weights (decay 0.9999 every step) is --model_ema every step with the decay torchvision's adjustment turns
-# into 0.9999 at batch 1600 and 100 epochs; its crops cover 5%..100% of the image. That code's dropout 0.2
+# weights is the flag file's --model_ema only (see tests/test_configs.py: the average changes what evaluate
+# and export serve, so a run opts in); its crops cover 5%..100% of the image. That code's dropout 0.2
 # is the recipe's (--dropout); the builder's default stays torchvision's 0.5.
 _RECIPE = dict(
     optimizer="rmsprop_tf", rmsprop_decay=0.9, momentum=0.9, optimizer_epsilon=1.0, lr=0.045, batch_size=200,
     max_epochs=100, warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2, lr_decay_factor=0.94,
     lr_schedule_unit="epoch", weight_decay=4e-5, norm_weight_decay=0.0, bias_weight_decay=0.0,
-    label_smoothing=0.1, dropout=0.2, clip_grad_norm=2.0, model_ema=True, model_ema_steps=1,
-    model_ema_decay=1 - 1e-4 * 100 / 1600, min_crop_area=0.05,
+    label_smoothing=0.1, dropout=0.2, clip_grad_norm=2.0, min_crop_area=0.05,
 )
 
 _BN = dict(eps=1e-3, momentum=0.1)  # BasicConv2d's BatchNorm2d(eps=0.001), PyTorch's default momentum
