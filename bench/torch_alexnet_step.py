@@ -5,8 +5,8 @@
 The same network (torchvision's AlexNet layout, written out so that torchvision is not needed),
 loss (cross entropy with label smoothing 0.1 plus L2 weight decay 1e-4 in the loss) and optimiser
 (Nesterov momentum SGD) as ``main.py``'s training path, on random data made as ``main.py --synthetic``
-makes it for a GPU (a uint8 batch on the host, copied to the device and normalised there every step). ``--precision=bf16`` runs
-the forward pass under autocast to bfloat16 with float32 weights (Keras' mixed_bfloat16);
+makes it for a GPU (a uint8 batch on the host, copied to the device and normalised there every step).
+``--precision=bf16`` runs the forward pass under autocast to bfloat16 with float32 weights (Keras' mixed_bfloat16);
 ``--compile`` uses ``torch.compile``, PyTorch's counterpart of ``--xla``. Prints one JSON line:
 images per second over ``--steps`` timed steps after ``--warmup_steps`` (the device is
 synchronised before and after the timed steps).
