@@ -45,8 +45,10 @@ lint: setup
 # Benchmarks (not tests); each adds itself as a prerequisite of `bench`. Results: bench/RESULTS.md.
 bench: bench-train-step
 .PHONY: bench-train-step
+# AlexNet at batches 64 and 128 in fp32 and mixed bf16: ours, PyTorch (both memory formats) and the
+# machine's GEMM-bound limit, measured in the same run; ends with the table of bench/RESULTS.md.
 bench-train-step: setup
-	$(PY) bench/train_step.py
+	$(PY) bench/train_step.py --model=alexnet --batches=64,128 --precisions=fp32,bf16
 
 # Bazel 2.1.0 from the npm registry into .bazel/ (ignored); offline from then on (README, "Bazel").
 BAZEL := .bazel/bazel
