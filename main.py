@@ -210,7 +210,7 @@ flags.DEFINE_float("clip_grad_norm", 0.0, "Clip the gradient's global norm (of t
                    lower_bound=0.0)
 flags.DEFINE_enum("normalize_on", "auto", ["auto", "device", "host"], "Where images are normalised: device (uint8 "
                   "batches cross to the accelerator, a quarter of the bytes, and the step normalises) or host "
-                  "(the input pipeline hands float32). auto: device, except on CPUs, where host is faster.")
+                  "(the input pipeline hands float32). auto: device, except on CPUs, where it measured no faster.")
 flags.DEFINE_integer("seed", None, "Random seed of weights, shuffling and augmentation.")
 
 # -- bad data (docs/data.md, "Unreadable images and records") ---------------------------------------

@@ -96,8 +96,8 @@ def normalize_on_device(flags: Any, backend: Backend) -> bool:
     """``--normalize_on``: True when uint8 batches go to the device and the step normalises them.
 
     On accelerators that moves a quarter of the bytes from host to device. On CPUs the batch does not
-    move, and normalising in the input pipeline's parallel threads beside the step is faster
-    (bench/RESULTS.md), so ``auto`` keeps it there.
+    move, and normalising in the step measured no faster than in the input pipeline's threads beside
+    it (AlexNet 91 vs 92 img/s fp32, bench/RESULTS.md), so ``auto`` keeps it there.
     """
     choice = getattr(flags, "normalize_on", "auto")
     if choice == "auto":
