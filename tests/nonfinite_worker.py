@@ -40,9 +40,17 @@ def main() -> int:
     parser.add_argument("--bad_replica", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--nan_policy", default="stop")
+    parser.add_argument("--worker_hosts", default="", help="host:port,...: one replica per worker process")
+    parser.add_argument("--task_index", type=int, default=0)
     args = parser.parse_args()
 
-    backend = CPUBackend(rank_size=args.replicas, precision=args.precision, multi_worker=False)
+    hosts = [h for h in args.worker_hosts.split(",") if h]
+    if hosts:  # MultiWorkerMirroredStrategy over loopback, one replica in each process
+        backend = CPUBackend(rank_size=len(hosts), precision=args.precision, multi_worker=True, worker_hosts=hosts,
+                             task_index=args.task_index)
+        args.replicas = len(hosts)
+    else:
+        backend = CPUBackend(rank_size=args.replicas, precision=args.precision, multi_worker=False)
     backend.setup()
     set_precision_policy(args.precision)
     global_batch = PER_REPLICA * args.replicas
@@ -66,11 +74,18 @@ def main() -> int:
                          label_smoothing=0.0, nan_policy=args.nan_policy)
     trainer = Trainer(model=model, optimizer=optimizer, schedule=schedule, backend=backend, config=config,
                       log=TrainLog(None))
-    # Replicas take consecutive per-replica batches of the one pipeline: step s, replica r = batch 2s+r.
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(PER_REPLICA)
+    # Per-replica batches in order: step s, replica r = batch replicas*s + r. One pipeline (logical
+    # devices): replicas take consecutive batches; one pipeline per worker: worker r takes every r-th.
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(PER_REPLICA)
+
+    def dataset_fn(ctx):
+        if ctx is not None and ctx.num_input_pipelines > 1:
+            return batches.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        return batches
+
     out = {"error": None}
     try:
-        result = trainer.train(lambda ctx: dataset)
+        result = trainer.train(dataset_fn)
         out["skipped"] = result.skipped_steps
     except NonFiniteLossError as e:
         out["error"] = str(e)
@@ -80,6 +95,7 @@ def main() -> int:
     per_replica = [[np.asarray(c).tobytes().hex() for c in strategy.experimental_local_results(v)]
                    for v in model.trainable_variables]
     out["replicas_equal"] = all(len(set(copies)) == 1 for copies in per_replica)
+    out["weights"] = [copies[0] for copies in per_replica]
     out["finite"] = all(bool(np.all(np.isfinite(v.numpy()))) for v in model.trainable_variables)
     if args.precision == "fp16":
         scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else optimizer.loss_scale

@@ -105,3 +105,29 @@ def test_a_huge_lr_stops_main_with_one_line_and_only_finite_checkpoints(tmp_path
     assert len(error) == 1 and "not finite at step" in error[0] and "Lower --lr" in error[0]
     saved = list_checkpoints(str(log_dir))
     assert all(_checkpoint_is_finite(p) for p in saved)
+
+
+@pytest.mark.parametrize("legacy_keras", ["0", "1"], ids=["keras3", "keras2"])
+def test_float16_overflow_on_one_worker_process_is_skipped_by_both(legacy_keras):
+    """Two worker processes (MultiWorkerMirroredStrategy over loopback): only worker 1 overflows."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    hosts = ",".join(f"localhost:{p}" for p in ports)
+    env = dict(os.environ, TF_USE_LEGACY_KERAS=legacy_keras)
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "nonfinite_worker.py"), "--precision=fp16",
+                               "--bad=big", "--bad_steps=2", "--steps=4", f"--worker_hosts={hosts}",
+                               f"--task_index={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for i in range(2)]
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        outs.append(json.loads(stdout.split("RESULT ", 1)[1]))
+    for out in outs:
+        assert out["error"] is None and out["finite"] and out["step"] == 4 and out["loss_scale"] == 32768.0 / 2
+    assert outs[0]["weights"] == outs[1]["weights"]  # bit for bit
