@@ -112,6 +112,7 @@ def test_auto_shards():
     assert auto_shards(1_281_167) == 1024 and auto_shards(50_000) == 40
 
 
+@pytest.mark.slow  # minutes on a 2-core CI machine; `make test-slow` runs it
 def test_command_line_with_parallel_workers(tmp_path):
     root = make_folder(str(tmp_path / "in"), classes={"a": 3, "b": 3}, val={"a": 1, "b": 1})
     out = str(tmp_path / "out")

@@ -69,6 +69,7 @@ def test_predict_uses_the_converted_checkpoint(converted, tmp_path):
     np.testing.assert_allclose([float(p) for p, _ in printed], probabilities[want], atol=2e-5)
 
 
+@pytest.mark.slow  # minutes on a 2-core CI machine; `make test-slow` runs it
 def test_errors_name_the_problem_and_write_nothing(converted, tmp_path):
     _, checkpoint = converted
     other = tmp_path / "resnet.pth"

@@ -103,6 +103,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # minutes on a 2-core CI machine; `make test-slow` runs it
 def test_killing_a_worker_stops_the_run_then_a_restart_resumes(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = [*COMMON, "--rank_size=2", f"--batch_size={PER_REPLICA}", f"--log_dir={tmp_path}"]
