@@ -305,11 +305,11 @@ def main(argv: Sequence[str]) -> int:
     except (app.UsageError, ValueError) as e:  # one clear line, not the whole usage text
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from training import runner  # heavy imports (TensorFlow) only once flags are valid
+    from modes import runner  # heavy imports (TensorFlow) only once flags are valid
 
     logging.set_verbosity(logging.INFO)
-    from training.checkpoints import CheckpointSaveError
-    from training.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
+    from runs.checkpoints import CheckpointSaveError
+    from runs.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 
     try:
         return runner.run(FLAGS)

@@ -25,7 +25,7 @@ What it guarantees:
   SIGINT or SIGTERM, or when the other ranks outlive a rank that finished by more than
   ``finish_timeout_s`` (a rank waiting forever on a peer that left).
 * SIGINT or SIGTERM to the launcher is forwarded to every rank, and the launcher waits for the ranks
-  to exit (training ranks save a checkpoint first, see ``training/preemption.py``); a second signal
+  to exit (training ranks save a checkpoint first, see ``runs/preemption.py``); a second signal
   kills them at once. When every rank exits with :data:`PREEMPTED_EXIT_CODE` (saved and stopped),
   so does the launcher. On Linux every rank also gets
   SIGKILL should the launcher itself die (``PR_SET_PDEATHSIG``), so no process is left behind.
@@ -284,7 +284,7 @@ def launch_ranks(
     def forward_interrupt() -> None:
         """Passes the launcher's SIGTERM/SIGINT to every rank and waits for them to save and exit.
 
-        Training ranks finish their device loop call, write a checkpoint and exit (training.preemption):
+        Training ranks finish their device loop call, write a checkpoint and exit (runs.preemption):
         that may take longer than ``grace_s``, so they are not killed after it; a second signal to the
         launcher kills them at once.
         """

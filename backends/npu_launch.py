@@ -39,7 +39,7 @@ class NpuLaunchConfig:
         server_id: this server's id in the rank table (needed if it lists several servers).
         job_id: ``JOB_ID`` of every rank.
         log_dir: ``--log_dir`` as given (None: ``results/<rank_size>p``): the job's results directory;
-            each rank writes to ``<it>/<rank>`` (``training.runner``), the launcher its rank table and
+            each rank writes to ``<it>/<rank>`` (``modes.runner``), the launcher its rank table and
             every rank's full output (``launcher_rank_<i>.log``).
         bind_cores: pin each local rank to its own slice of this process's CPU cores.
     """

@@ -7,7 +7,7 @@ Trains in a separate ``main.py`` process with the given flags (unless ``--skip_t
 rebuilds the model and dataset from the same flags, restores the newest ``model.ckpt-N`` and
 computes top-1 / top-5 over every validation example through ``dataset.input_fn('validation',
 training=False)``. Prints one JSON line. (The project's own evaluation mode lives in
-``training/evaluator.py``; this script exists to measure the demo before that mode landed.)
+``evaluation/evaluator.py``; this script exists to measure the demo before that mode landed.)
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def evaluate(flags_obj) -> dict:
     import tensorflow as tf
 
     import zoo
-    from training.checkpoints import list_checkpoints
-    from training.runner import make_dataset
+    from runs.checkpoints import list_checkpoints
+    from modes.runner import make_dataset
 
     recipe = zoo.get_recipe(flags_obj.model).scaled(flags_obj.image_size)
     dataset = make_dataset(flags_obj, recipe)

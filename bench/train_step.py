@@ -8,7 +8,7 @@ threads, steps timed, warm-up steps excluded, machine), measured in one run:
     .venv/bin/python bench/train_step.py --model=resnet50 --precision=bf16
 
 Ours is measured exactly as users run it: ``main.py --model=NAME --backend=cpu --synthetic``
-(``training.runner`` -> ``training.trainer.Trainer``: several steps per ``tf.function`` call, the
+(``modes.runner`` -> ``training.trainer.Trainer``: several steps per ``tf.function`` call, the
 shared loss with label smoothing and weight decay, Nesterov momentum SGD). Its figure is the
 trainer's own FPS (``metrics.jsonl``), averaged over the timed log intervals; the first
 ``--warmup_steps`` (tracing, first-touch allocation) are excluded. The peer is torchvision's same

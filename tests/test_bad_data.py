@@ -25,7 +25,7 @@ from datasets.record_scan import scan_shard
 from keras_compat import keras
 from tools import check_data
 from tools.build_tfrecords import build
-from training.evaluator import EvalReport, EvalResult, Evaluator
+from evaluation.evaluator import EvalReport, EvalResult, Evaluator
 from training.log import TrainLog
 
 SIZE = 64

@@ -43,8 +43,8 @@ def converted(tmp_path_factory):
 def test_predict_uses_the_converted_checkpoint(converted, tmp_path):
     from PIL import Image
 
-    from training.predictor import preprocess_config as make_config
-    from training.predictor import preprocess_files
+    from evaluation.predictor import preprocess_config as make_config
+    from evaluation.predictor import preprocess_files
 
     reference, checkpoint = converted
     image = tmp_path / "photo.jpg"

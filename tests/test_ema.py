@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_compat import keras
-from training.checkpoints import Checkpointer
+from runs.checkpoints import Checkpointer
 from training.ema import ModelEMA, adjusted_decay, checkpoint_has_ema, load_ema_weights
 
 # The average is shared with the NPU path: run again under Keras 2.

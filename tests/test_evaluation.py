@@ -14,8 +14,8 @@ from conftest import ROOT, run_main
 
 import registry
 from backends.cpu import CPUBackend
-from training import eval_table
-from training.evaluator import EvalTotals, Evaluator
+from evaluation import eval_table
+from evaluation.evaluator import EvalTotals, Evaluator
 
 EXTRA = "--extra_modules=tests/eval_testutil.py"
 # Under identity_weights(scale=-1) the ranking is reversed; by hand (see VAL_SCORES):
@@ -106,7 +106,7 @@ _MIRRORED = textwrap.dedent("""
     sys.path[:0] = [".", "tests"]
     import eval_testutil as ev, registry
     from backends.base import Backend
-    from training.evaluator import Evaluator
+    from evaluation.evaluator import Evaluator
 
     class LogicalCPUs(Backend):
         name = "logical_cpus"

@@ -13,7 +13,7 @@ from conftest import run_main
 from PIL import Image
 
 import zoo
-from training.predictor import class_names, preprocess_config, preprocess_files
+from evaluation.predictor import class_names, preprocess_config, preprocess_files
 
 SIZE = 63
 NAMES = ["cat", "dog", "fish", "bird", "horse"]

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import ROOT, run_main
 
-from training.checkpoints import list_checkpoints, step_of
+from runs.checkpoints import list_checkpoints, step_of
 from training.log import parse_line
 
 FAST = ["--backend=cpu", "--synthetic", "--image_size=63", "--num_classes=10", "--batch_size=8", "--lr=0.001",

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from train_step_testutil import BATCH, make_data, make_trainer
 
-from training.checkpoints import list_checkpoints
+from runs.checkpoints import list_checkpoints
 from training.nonfinite import NonFiniteGuard, NonFiniteLossError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import sys
 import pytest
 from npu_testutil import ROOT, events, first_seq, read_calls, standin_env, write_hccn_conf
 
-from training.checkpoints import list_checkpoints
+from runs.checkpoints import list_checkpoints
 from training.log import parse_line
 
 # Small and fast: 2 classes, 63 px (AlexNet's minimum), batch 2.

@@ -7,9 +7,9 @@ from conftest import run_main
 from datasets_testutil import make_folder
 
 import zoo
-from training.checkpoints import Checkpointer
+from runs.checkpoints import Checkpointer
 from training.optimizers import build_optimizer
-from training.weights import checkpoint_layers, checkpoint_num_classes, load_weights
+from weights.checkpoint import checkpoint_layers, checkpoint_num_classes, load_weights
 
 SIZE = 63
 

@@ -20,9 +20,9 @@ import pytest
 from conftest import ROOT, run_main
 
 from atomic import TEMP_MARKER
-from training.checkpoints import SETTINGS_SUFFIX, list_checkpoints, read_settings, step_of
-from training.preemption import PREEMPTED_EXIT_CODE
-from training.run_lock import LOCK_NAME
+from runs.checkpoints import SETTINGS_SUFFIX, list_checkpoints, read_settings, step_of
+from runs.preemption import PREEMPTED_EXIT_CODE
+from runs.run_lock import LOCK_NAME
 
 BASE = ["--extra_modules=tests/bn_test_model.py", "--model=bn_test_net", "--synthetic", "--num_classes=4",
         "--backend=cpu", "--batch_size=2", "--iterations_per_loop=1", "--save_summary_steps=1", "--lr=0.01",
@@ -170,13 +170,13 @@ def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
 
 
 def _launcher_with_preemptible_ranks(tmp_path, n=2):
-    """A launcher process whose ranks handle SIGTERM as training does (training.preemption), no TensorFlow."""
+    """A launcher process whose ranks handle SIGTERM as training does (runs.preemption), no TensorFlow."""
     ready = tmp_path / "ready"
     ready.mkdir()
     worker = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {ROOT!r})
-        from training import preemption
+        from runs import preemption
         with preemption.handling():
             open(os.path.join({str(ready)!r}, os.environ["RANK"]), "w").close()
             while not preemption.requested():
@@ -211,7 +211,7 @@ def test_launcher_forwards_sigterm_to_every_rank_and_exits_75(tmp_path):
 
 
 def test_lock_of_a_dead_process_is_stale(tmp_path):
-    from training import run_lock
+    from runs import run_lock
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
@@ -284,7 +284,7 @@ def _model_and_optimizer(units=8, classes=4):
 
 
 def _checkpointer(directory, model, optimizer, **kwargs):
-    from training.checkpoints import Checkpointer
+    from runs.checkpoints import Checkpointer
 
     return Checkpointer(str(directory), model=model, optimizer=optimizer, **kwargs)
 
@@ -332,7 +332,7 @@ def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tm
     assert "model.ckpt-2 cannot be read" in messages[0] and "falling back to the previous one" in messages[0]
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(kept, fresh.weights))
 
-    from training.checkpoints import CheckpointMismatchError
+    from runs.checkpoints import CheckpointMismatchError
 
     other, other_opt = _model_and_optimizer(classes=5)
     with pytest.raises(CheckpointMismatchError, match="another --model, --num_classes"):
@@ -341,7 +341,7 @@ def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tm
 
 @pytest.mark.keras2
 def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp_path):
-    from training.checkpoints import CheckpointSaveError
+    from runs.checkpoints import CheckpointSaveError
 
     model, optimizer = _model_and_optimizer(units=512, classes=512)  # 1 MB of weights, 2 MB with momentum
     ckpt = _checkpointer(tmp_path, model, optimizer)
@@ -364,7 +364,7 @@ def test_run_dir_layout_and_the_label_map_of_a_multi_rank_job(tmp_path):
     import types
 
     import run_dir
-    from training.predictor import find_label_map
+    from evaluation.predictor import find_label_map
 
     job = str(tmp_path / "job")
     assert run_dir.rank_dirs(job, None, rank_size=2, rank=1, multi_process=True) == (f"{job}/1", f"{job}/0")

@@ -10,7 +10,7 @@ import zoo
 from keras_compat import keras
 from registry import MODELS
 from training.losses import classification_loss
-from training.weights import load_weights
+from weights.checkpoint import load_weights
 
 SMALL_CLASSES = 7
 

@@ -22,8 +22,8 @@ from npu_testutil import ROOT, standin_env
 
 import zoo
 from backends.cpu import CPUBackend
-from training.evaluator import Evaluator
-from training.weights import load_weights
+from evaluation.evaluator import Evaluator
+from weights.checkpoint import load_weights
 
 SIZES = {"mobilenet_v3_small": 32, "inception_v3": 75, "vit_b_16": 32}
 CLASSES = 5

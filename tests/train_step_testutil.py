@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from backends.cpu import CPUBackend
 from keras_compat import create_optimizer_variables, keras
-from training.checkpoints import Checkpointer
+from runs.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.optimizers import build_optimizer
 from training.schedules import WarmupDecaySchedule

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_compat import variable_path
+from runs.checkpoints import has_object
 
 __all__ = ["EMA_PREFIX", "ModelEMA", "adjusted_decay", "checkpoint_has_ema", "load_ema_weights"]
 
@@ -151,7 +152,7 @@ class ModelEMA(tf.Module):
 
 def checkpoint_has_ema(path: str) -> bool:
     """Whether checkpoint ``path`` holds weight averages (it was written by a ``--model_ema`` run)."""
-    return any(key.startswith(EMA_PREFIX) for key in tf.train.load_checkpoint(path).get_variable_to_shape_map())
+    return has_object(path, EMA_PREFIX.rstrip("/"))
 
 
 def load_ema_weights(model, path: str) -> int:

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from backends.base import Backend
 from keras_compat import IS_KERAS_3, optimizer_variables
-from training import preemption
-from training.checkpoints import Checkpointer
+from runs import preemption
+from runs.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.losses import classification_loss
 from training.nonfinite import NonFiniteGuard, NonFiniteLossError, all_finite
@@ -25,7 +25,7 @@ __all__ = ["PeriodicHook", "TrainConfig", "TrainResult", "Trainer"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What the loop needs to know, resolved from flags by ``training.runner``.
+    """What the loop needs to know, resolved from flags by ``modes.runner``.
 
     Attributes:
         num_classes: classifier size.

@@ -21,8 +21,8 @@ from datasets import bad_data
 from datasets.base import ImageDataset
 from keras_compat import create_optimizer_variables, set_precision_policy, set_random_seed
 from registry import BACKENDS, DATASETS
-from training import preemption, resume_check, run_lock
-from training.checkpoints import Checkpointer
+from runs import preemption, resume_check, run_lock
+from runs.checkpoints import Checkpointer
 from training.consistency import check_weights_in_sync
 from training.ema import checkpoint_has_ema, maybe_ema
 from training.log import TrainLog
@@ -170,8 +170,8 @@ def train(flags: Any, backend: Backend, *,
           make_hooks: Optional[Callable[..., Sequence[PeriodicHook]]] = None) -> TrainResult:
     """Trains ``--model`` on ``--dataset`` with the shared optimizer stack (``--mode=train``).
 
-    The run holds the lock of the directories it writes (:mod:`training.run_lock`) and turns SIGTERM
-    and SIGINT into a checkpoint and :class:`training.preemption.TrainingPreempted`.
+    The run holds the lock of the directories it writes (:mod:`runs.run_lock`) and turns SIGTERM
+    and SIGINT into a checkpoint and :class:`runs.preemption.TrainingPreempted`.
 
     Args:
         flags: parsed flags.
@@ -256,7 +256,7 @@ def _train(flags: Any, backend: Backend, log_dir: str, ckpt_dir: str, *,
                                     log=log.info, model=model, optimizer=optimizer, **({"ema": ema} if ema else {}))
     _log_ema_start(ema, checkpointer.latest if checkpointer else None, log)
     if getattr(flags, "pretrained", None) and not (checkpointer and checkpointer.latest):
-        from training.weights import load_weights  # resuming from checkpoint_dir takes precedence
+        from weights.checkpoint import load_weights  # resuming from checkpoint_dir takes precedence
 
         loaded = load_weights(model, flags.pretrained, exclude=restore_exclude(flags, recipe))
         log.info(f"Initialised from --pretrained={loaded.path}: {len(loaded.restored)} tensors restored, kept "
@@ -315,10 +315,10 @@ def _mode(module: str, name: str) -> Callable[[Any, Backend], Any]:
 
 MODES = {
     "train": train,
-    "evaluate": _mode("training.evaluator", "evaluate"),
-    "train_and_evaluate": _mode("training.evaluator", "train_and_evaluate"),
-    "predict": _mode("training.predictor", "predict"),
-    "export": _mode("training.export", "export"),
+    "evaluate": _mode("evaluation.evaluator", "evaluate"),
+    "train_and_evaluate": _mode("evaluation.evaluator", "train_and_evaluate"),
+    "predict": _mode("evaluation.predictor", "predict"),
+    "export": _mode("export.saved_model", "export"),
 }
 
 

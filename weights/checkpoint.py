@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from training.checkpoints import list_checkpoints
+from runs.checkpoints import list_checkpoints
 
 __all__ = [
     "CheckpointLayer",

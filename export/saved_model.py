@@ -27,7 +27,7 @@ from backends.base import Backend
 from datasets import preprocessing
 from training.ema import load_ema_weights
 from training.log import TrainLog
-from training.predictor import LABEL_MAP_NAME, InferenceModel, load_inference_model
+from evaluation.predictor import LABEL_MAP_NAME, InferenceModel, load_inference_model
 
 __all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "ServingModule", "export", "write_saved_model"]
 

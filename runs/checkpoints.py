@@ -2,7 +2,7 @@
 
 Beside each checkpoint lies ``model.ckpt-<step>.settings.json``: the run settings that give its
 step meaning (model, classes, image size, global batch, optimizer, schedule; see
-:mod:`training.resume_check`), written atomically before the checkpoint itself is complete.
+:mod:`runs.resume_check`), written atomically before the checkpoint itself is complete.
 
 What can go wrong, and what happens (docs/failures.md):
 
@@ -31,10 +31,9 @@ import tensorflow as tf
 from absl import logging
 
 from atomic import TEMP_MARKER, write_text
-from training.ema import checkpoint_has_ema
 
 __all__ = ["CHECKPOINT_NAME", "READ_ERRORS", "CheckpointMismatchError", "CheckpointSaveError", "Checkpointer",
-           "SETTINGS_SUFFIX", "checkpoint_files", "list_checkpoints", "previous_checkpoint", "read_settings",
+           "SETTINGS_SUFFIX", "checkpoint_files", "has_object", "list_checkpoints", "previous_checkpoint", "read_settings",
            "remove_incomplete", "step_of"]
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -143,7 +142,7 @@ class Checkpointer:
         is_chief: only the chief writes to ``directory``; other workers of a multi-worker
             strategy must take part in the save (it may run collectives) and write to a temporary
             directory that is removed again.
-        settings: run settings stored beside each checkpoint (:mod:`training.resume_check`).
+        settings: run settings stored beside each checkpoint (:mod:`runs.resume_check`).
         check_settings: called as ``check_settings(stored, prefix)`` before a checkpoint is
             restored (``stored`` None for checkpoints without settings); raises to refuse it.
         log: where warnings go (a fallback to an older checkpoint, removed leftovers).
@@ -214,12 +213,13 @@ class Checkpointer:
         return None
 
     def _restorable(self, path: str) -> tf.train.Checkpoint:
-        """What to restore ``path`` into: all objects, but no weight average (``ema``) when ``path`` has none
-        (a run that switched --model_ema on resumes a checkpoint written without it; the average starts
-        from the restored weights)."""
-        if "ema" not in self._objects or checkpoint_has_ema(path):
+        """What to restore ``path`` into: every object but the optional ones ``path`` lacks (a run that
+        switched ``--model_ema`` on resumes a checkpoint written without the weight average ``ema``; the
+        average starts from the restored weights)."""
+        missing = [k for k in self._objects if k not in ("model", "optimizer") and not has_object(path, k)]
+        if not missing:
             return self.checkpoint
-        return tf.train.Checkpoint(**{k: v for k, v in self._objects.items() if k != "ema"})
+        return tf.train.Checkpoint(**{k: v for k, v in self._objects.items() if k not in missing})
 
     def saved_path(self, step: int) -> Optional[str]:
         """The prefix this checkpointer saved for ``step``, if its last save was of that step."""
@@ -324,6 +324,12 @@ def _space_reason(error: BaseException) -> Optional[str]:
         if reason in text:
             return reason + (" (a file-size limit, ulimit -f)" if reason == "File too large" else "")
     return None
+
+
+def has_object(path: str, name: str) -> bool:
+    """Whether checkpoint ``path`` holds variables of the object saved as ``name`` (e.g. ``ema``)."""
+    prefix = name + "/"
+    return any(key.startswith(prefix) for key in tf.train.load_checkpoint(path).get_variable_to_shape_map())
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,9 +22,9 @@ import zoo
 from backends.base import Backend
 from datasets import preprocessing
 from datasets.folders import read_label_map
-from training.checkpoints import list_checkpoints
+from runs.checkpoints import list_checkpoints
 from training.log import TrainLog
-from training.weights import checkpoint_num_classes, load_weights, resolve_checkpoint
+from weights.checkpoint import checkpoint_num_classes, load_weights, resolve_checkpoint
 
 __all__ = [
     "LABEL_MAP_NAME",
@@ -116,7 +116,7 @@ def _checkpoint_for(flags: Any, backend: Optional[Backend]) -> str:
             multi = run_dir.checkpoint_dir(directory, None, rank_size=flags.rank_size, multi_process=True)
             directory = multi if list_checkpoints(multi) else directory
         return resolve_checkpoint(directory)
-    from training.evaluator import run_dirs  # the default directories of train and evaluate
+    from evaluation.evaluator import run_dirs  # the default directories of train and evaluate
 
     return resolve_checkpoint(run_dirs(flags, backend)[1])
 

@@ -3,7 +3,7 @@
 A checkpoint stores weights, optimizer slots and a step count. The step means "this many global
 batches of this size, at this point of this lr schedule, for this model": resuming with another
 global batch moves the epoch and the lr, another image size or model changes what the weights
-compute. The settings below are stored beside each checkpoint (:mod:`training.checkpoints`);
+compute. The settings below are stored beside each checkpoint (:mod:`runs.checkpoints`);
 resuming with different ones is refused with a message naming the flags and both values, unless
 ``--allow_recipe_change`` says the change is intended (then the log says what changed and how the
 step, epoch and lr are now read).
@@ -91,7 +91,7 @@ def _text(value: Any) -> str:
 
 def make_check(current: Dict[str, Any], *, allow_change: bool, log: Callable[[str], None],
                lr_at: Optional[Callable[[int], float]] = None) -> Callable[[Optional[Dict[str, Any]], str], None]:
-    """A ``check_settings(stored, prefix)`` for :class:`training.checkpoints.Checkpointer`.
+    """A ``check_settings(stored, prefix)`` for :class:`runs.checkpoints.Checkpointer`.
 
     Args:
         current: this run's :func:`run_settings`.

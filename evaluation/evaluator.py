@@ -6,7 +6,7 @@ predictions, its loss and its example count; those sums are added across replica
 strategy's reduction and across processes with ``backend.reduce_sum``, and only then divided.
 Averaging per-shard accuracies instead would weigh a short last shard like a full one.
 
-Results go to the recipe's table (see :mod:`training.eval_table`), one JSON line per evaluation
+Results go to the recipe's table (see :mod:`evaluation.eval_table`), one JSON line per evaluation
 in ``metrics.jsonl`` (``"type": "eval"``) and, through the log's listeners, TensorBoard.
 """
 
@@ -24,13 +24,13 @@ import zoo
 from backends.base import Backend
 from datasets import bad_data
 from keras_compat import RELAX_SHAPES
-from training import eval_table
-from training.checkpoints import READ_ERRORS, list_checkpoints, previous_checkpoint, step_of
+from evaluation import eval_table
+from runs.checkpoints import READ_ERRORS, list_checkpoints, previous_checkpoint, step_of
 from training.ema import load_ema_weights
 from training.log import TrainLog
 from training.losses import cross_entropy
 from training.summaries import attach_summaries
-from training.weights import checkpoint_mtime, checkpoint_num_classes, load_weights, resolve_checkpoint
+from weights.checkpoint import checkpoint_mtime, checkpoint_num_classes, load_weights, resolve_checkpoint
 
 __all__ = ["EvalReport", "EvalResult", "EvalTotals", "Evaluator", "evaluate", "train_and_evaluate"]
 
@@ -259,7 +259,7 @@ class _EvalSetup:
 
 
 def _setup(flags: Any, backend: Backend, dataset=None, num_classes: Optional[int] = None) -> _EvalSetup:
-    from training import runner  # the runner imports this module's modes lazily
+    from modes import runner  # the runner imports this module's modes lazily
 
     recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
     if dataset is None:
@@ -287,7 +287,7 @@ def _setup(flags: Any, backend: Backend, dataset=None, num_classes: Optional[int
 
 def run_dirs(flags: Any, backend: Backend):
     """(log directory, checkpoint directory) of this rank, as training chooses them."""
-    from training import runner
+    from modes import runner
 
     return runner.rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
 
@@ -404,7 +404,7 @@ def _log_raw(log: TrainLog, step: int, totals: EvalTotals) -> None:
 
 def train_and_evaluate(flags: Any, backend: Backend):
     """``--mode=train_and_evaluate``: trains, evaluating every ``--epochs_between_evals`` epochs and at the end."""
-    from training import runner
+    from modes import runner
     from training.trainer import PeriodicHook
 
     state: Dict[str, Any] = {}
