@@ -48,17 +48,30 @@ class Entry:
 
     Attributes:
         name: canonical name.
-        obj: the registered callable (builder function or class).
+        target: the registered callable (builder function or class), or where to find it,
+            ``"package.module:attribute"``, imported the first time :attr:`obj` is read (lazy entries:
+            listing names and metadata then imports nothing heavy).
         aliases: other names that resolve to this entry.
         metadata: free-form, read-only facts about the entry (e.g. a model's default recipe).
-        module: the module that registered it, to tell users where it came from.
+        module: the module that defines the component, to tell users where it came from.
     """
 
     name: str
-    obj: Callable[..., Any]
+    target: Union[str, Callable[..., Any]]
     aliases: tuple = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     module: str = ""
+
+    @property
+    def obj(self) -> Callable[..., Any]:
+        """The registered callable; a lazy entry's module is imported on first use."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as e:
+            raise RegistryError(f"{self.name!r} is registered as {self.target!r}, which cannot be loaded: {e}") from e
 
 
 class Registry:
@@ -104,7 +117,25 @@ class Registry:
 
         return decorator
 
-    def add(self, name: str, obj: Callable[..., Any], *, aliases: Iterable[str] = (), **metadata: Any) -> Entry:
+    def register_lazy(self, name: str, target: str, *, aliases: Iterable[str] = (), **metadata: Any) -> Entry:
+        """Registers the component at ``target`` (``"package.module:attribute"``) without importing it.
+
+        The built-in models, backends and datasets register this way from modules that import no
+        TensorFlow, so ``--list``, ``--help`` and resolving a configuration stay fast; the target is
+        imported the first time it is built. A test checks that every lazy target loads.
+
+        Args:
+            name: the canonical name (see :meth:`register`).
+            target: ``"package.module:attribute"`` of the builder or class.
+            aliases: other names for the same entry.
+            **metadata: facts stored with the entry.
+        """
+        if not isinstance(target, str) or ":" not in target:
+            raise RegistryError(f"A lazy {self.kind} target is 'package.module:attribute', got {target!r}.")
+        return self.add(name, target, aliases=aliases, **metadata)
+
+    def add(self, name: str, obj: Union[str, Callable[..., Any]], *, aliases: Iterable[str] = (),
+            **metadata: Any) -> Entry:
         """Registers ``obj`` without the decorator syntax; see :meth:`register`."""
         aliases = tuple(aliases)
         if not isinstance(name, str) or not name:
@@ -118,7 +149,8 @@ class Registry:
                         f"{self.kind} {key!r} is already registered{where}; pick another name "
                         f"(registered {self.kind}s: {', '.join(self.list())})."
                     )
-            entry = Entry(name, obj, aliases, dict(metadata), getattr(obj, "__module__", ""))
+            module = obj.partition(":")[0] if isinstance(obj, str) else getattr(obj, "__module__", "")
+            entry = Entry(name, obj, aliases, dict(metadata), module)
             self._entries[name] = entry
             for alias in aliases:
                 self._aliases[alias] = name

@@ -55,7 +55,6 @@ def choose_backend(
     return "cpu", f"{npu_why}; no GPU visible"
 
 
-@BACKENDS.register("auto", description="Picks npu if its adapter loads, else gpu if one is visible, else cpu.")
 class AutoBackend:
     """Not a backend itself: :meth:`from_flags` returns the chosen backend, configured from flags."""
 

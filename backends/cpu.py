@@ -17,15 +17,12 @@ from absl import flags, logging
 
 from backends.distributed import DistributedBackend
 from backends.precision import cpu_flags, cpu_precision
-from registry import BACKENDS
 
 flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's choice, all cores "
                      "this process may use).", lower_bound=0)
 flags.DEFINE_integer("inter_op_threads", 0, "Ops run concurrently (0: TensorFlow's choice).", lower_bound=0)
 
 
-@BACKENDS.register("cpu", description="The host CPU: one replica, or --rank_size worker processes "
-                   "(MultiWorkerMirroredStrategy).")
 class CPUBackend(DistributedBackend):
     """Trains on the host CPU.
 

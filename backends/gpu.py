@@ -20,7 +20,6 @@ from absl import logging
 
 from backends.distributed import DistributedBackend
 from backends.precision import gpu_precision
-from registry import BACKENDS
 
 __all__ = ["GPUBackend", "NoGPUError", "visible_gpu_ids"]
 
@@ -48,7 +47,6 @@ def _no_gpu_message(wanted: int, found: int) -> str:
             f"lower --rank_size or make more GPUs visible ({hint}).")
 
 
-@BACKENDS.register("gpu", description="NVIDIA GPUs: MirroredStrategy with NCCL (or --multi_worker processes).")
 class GPUBackend(DistributedBackend):
     """Trains on the GPUs of this host (and of other hosts in a cluster)."""
 

@@ -29,7 +29,6 @@ from backends import npu_launch
 from backends.base import Backend
 from backends.npu_environment import LaunchEnvironment, launch_environment
 from keras_compat import variable_value
-from registry import BACKENDS
 
 __all__ = [
     "AdapterNotInstalledError",
@@ -145,8 +144,6 @@ def _parse_loss_scale(text: str, precision_mode: str) -> Optional[float]:
     return scale
 
 
-@BACKENDS.register("npu", aliases=("ascend",),
-                   description="Ascend NPUs through the TF2 adapter npu_device, one device per process.")
 class NPUBackend(Backend):
     """Trains on Ascend NPUs, one device per process, HCCL collectives between processes.
 

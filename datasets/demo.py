@@ -18,7 +18,6 @@ from absl import flags, logging
 from atomic import publish_directory
 from datasets import folders
 from datasets.image_folder import ImageFolderDataset
-from registry import DATASETS
 
 __all__ = ["DEMO_VERSION", "DemoDataset", "default_cache_dir", "write_digits"]
 
@@ -99,7 +98,6 @@ def _write_digit_files(tmp: str, pixels, targets, train_idx, val_idx, counts: Di
                    "jpeg_quality": _JPEG_QUALITY, "examples": counts, "classes": classes}, f, indent=1)
 
 
-@DATASETS.register("demo", description="scikit-learn's 1,797 handwritten digits as JPEG folders (no download).")
 class DemoDataset(ImageFolderDataset):
     """The embedded default dataset: handwritten digits, 10 classes, 1,437 train / 360 val images.
 

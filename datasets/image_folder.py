@@ -10,7 +10,6 @@ from absl import logging
 import run_dir
 from datasets import folders, pipeline
 from datasets.file_dataset import FileDataset
-from registry import DATASETS
 
 __all__ = ["ImageFolderDataset", "default_label_map_path"]
 
@@ -22,7 +21,6 @@ def default_label_map_path(flags_obj: Any) -> str:
     return run_dir.label_map_path(flags_obj.log_dir, flags_obj.checkpoint_dir, flags_obj.rank_size)
 
 
-@DATASETS.register("image_folder", description="JPEG/PNG files in train/<class>/ and val/<class>/ folders.")
 class ImageFolderDataset(FileDataset):
     """Images in one folder per class; classes sorted by name, the same list for both splits.
 

@@ -10,7 +10,6 @@ from absl import flags, logging
 
 from datasets import pipeline, tfrecord_format
 from datasets.file_dataset import FileDataset
-from registry import DATASETS
 
 __all__ = ["IMAGENET_EXAMPLES", "ImageNetDataset"]
 
@@ -23,8 +22,6 @@ _READ_BUFFER = 8 << 20  # bytes per file reader: large sequential reads
 _CYCLE_LENGTH = 16      # files read concurrently per pipeline
 
 
-@DATASETS.register("imagenet", description="ImageNet-layout TFRecord shards train-*/validation-* "
-                   "(image/encoded, image/class/label, optional boxes).")
 class ImageNetDataset(FileDataset):
     """TFRecords in the ImageNet layout, with optional bounding boxes feeding the crop sampler.
 

@@ -8,7 +8,6 @@ import tensorflow as tf
 from absl import flags
 
 from datasets.base import ImageDataset
-from registry import DATASETS
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 IMAGENET_VAL_IMAGES = 50_000
@@ -21,7 +20,6 @@ flags.DEFINE_integer("synthetic_val_images", IMAGENET_VAL_IMAGES,
                      "Size of the synthetic validation split.", lower_bound=1)
 
 
-@DATASETS.register("synthetic", description="Random images and labels generated in memory.")
 class SyntheticDataset(ImageDataset):
     """A fixed random batch, repeated forever; no file is read.
 

@@ -6,7 +6,7 @@ import pytest
 from torchvision_ref import import_torchvision
 
 import zoo
-from zoo.convnext import LayerScale
+from zoo.nets.convnext import LayerScale
 from zoo.layers import StochasticDepth
 
 

@@ -6,7 +6,7 @@ from torchvision_ref import import_torchvision, reference_model, state_dict_nump
 
 import zoo
 from tools.convert_torchvision import assign_torch_weights
-from zoo.mobilenet import make_divisible
+from zoo.nets.mobilenet import make_divisible
 from zoo.recipe import TorchvisionSource
 
 NUM_CLASSES = 6

@@ -9,7 +9,7 @@ from torchvision_ref import import_torchvision
 
 import zoo
 from keras_compat import variable_path
-from zoo.vit import AttentionKernelInitializer, ClassToken, PositionEmbedding
+from zoo.nets.vit import AttentionKernelInitializer, ClassToken, PositionEmbedding
 
 SIZE = 32  # 2x2 patches + the class token: a cheap ViT-B/16
 

@@ -6,7 +6,8 @@
 Every first-party module (a ``.py`` file at the top level or directly in a top-level package
 directory) must be in the ``srcs`` of a target in its directory's ``BUILD``. For every target,
 each first-party module that its sources import (anywhere in the file: lazy imports count) must
-come from a target in its ``deps``, and each dep must be imported by one of its sources; a dep
+come from a target in its ``deps`` (a registry's ``register_lazy(name, "package.module:attr")`` counts as
+an import of that module), and each dep must be imported by one of its sources; a dep
 that is only needed at run time (a dynamic import) stays when its line says ``# keep``.
 
 The layering is the ``visibility`` of each package (``package(default_visibility = ...)``): a dep
@@ -146,17 +147,29 @@ def parse_build(root: str, package: str) -> BuildFile:
 
 
 def module_files(root: str) -> Dict[str, str]:
-    """First-party module path (relative) -> its package ("" for the top level)."""
+    """First-party module path (relative) -> its package ("" for the top level).
+
+    A top-level directory is a package; so is a directory below one that has a ``BUILD`` file of its
+    own (``zoo/nets``), whose modules belong to it rather than to the directory above.
+    """
     found = {}
+
+    def add_package(package: str) -> None:
+        full = os.path.join(root, package)
+        for sub in sorted(os.listdir(full)):
+            path = os.path.join(full, sub)
+            if sub.endswith(".py") and os.path.isfile(path):
+                found[f"{package}/{sub}"] = package
+            elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "BUILD")):
+                add_package(f"{package}/{sub}")
+
     for name in sorted(os.listdir(root)):
         full = os.path.join(root, name)
         if name.endswith(".py") and os.path.isfile(full):
             found[name] = ""
         elif (os.path.isdir(full) and not name.startswith((".", "_")) and name not in NOT_PACKAGES
               and not name.startswith("bazel-")):
-            for sub in sorted(os.listdir(full)):
-                if sub.endswith(".py") and os.path.isfile(os.path.join(full, sub)):
-                    found[f"{name}/{sub}"] = name
+            add_package(name)
     return found
 
 
@@ -211,6 +224,11 @@ def imported_modules(path: str, root: str, modules: Dict[str, str]) -> List[Tupl
                 base = ".".join(pkg_parts + ([base] if base else []))
             written = f"from {'.' * node.level}{node.module or ''} import "
             names = [(f"{base}.{a.name}" if base else a.name, base, written + a.name) for a in node.names]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_lazy"
+              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+            # A lazy registry entry ("package.module:attribute") imports its module when it is built.
+            target = node.args[1].value.partition(":")[0]
+            names = [(target, target, f"register_lazy(..., {node.args[1].value!r})")]
         for dotted, module_part, written in names:
             module = resolve(dotted, module_part)
             if module and module != path:

@@ -1,9 +1,11 @@
 """The model zoo: importing this package registers every built-in model.
 
 Use :func:`create_model` to build one by name with its registered recipe's defaults. Each family
-has one module; each builder is registered with ``recipe=`` (:class:`ModelRecipe`), ``params=``
-(its parameter count at 1000 classes, checked by the tests), ``torchvision=``
-(:class:`TorchvisionSource`, the reference for weight conversion and parity) and ``description=``.
+has two modules: ``zoo/<family>.py`` registers its models with ``recipe=`` (:class:`ModelRecipe`, the
+published settings), ``params=`` (the parameter count at 1000 classes, checked by the tests),
+``torchvision=`` (:class:`TorchvisionSource`, the reference for weight conversion and parity) and
+``description=``, and imports no TensorFlow; ``zoo/nets/<family>.py`` builds the Keras network, imported
+when a model is created.
 """
 
 from __future__ import annotations
