@@ -23,6 +23,8 @@ __all__ = [
     "DATASETS",
     "ENTRY_POINT_GROUP",
     "MODELS",
+    "OPTIMIZERS",
+    "SCHEDULES",
     "Entry",
     "Registry",
     "RegistryError",
@@ -234,6 +236,9 @@ class Registry:
 MODELS = Registry("model", builtin_package="zoo")
 BACKENDS = Registry("backend", builtin_package="backends")
 DATASETS = Registry("dataset", builtin_package="datasets")
+# The optimizer stack's parts, registered (lazily) by training/__init__.py.
+OPTIMIZERS = Registry("optimizer", builtin_package="training")
+SCHEDULES = Registry("schedule", builtin_package="training")
 
 
 def import_extra_modules(modules: Union[str, Sequence[str], None]) -> List[str]:

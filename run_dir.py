@@ -4,6 +4,7 @@ Every part of the project that writes or looks for these files asks here (traini
 predict, export and both launchers), so that they agree::
 
     <job>/                     --log_dir, default results/<N>p (N = --rank_size)
+        config.json            the run's resolved configuration (also in each rank's log directory)
         launcher_rank_<i>.log  full output of rank i (multi-process launchers)
         rank_table.json        the NPU launcher's generated rank table
         <rank>/                each rank's log (and, for rank 0, the checkpoints)
@@ -22,11 +23,12 @@ from __future__ import annotations
 import os
 from typing import List, Optional, Tuple
 
-__all__ = ["LABEL_MAP_NAME", "RESULTS_ROOT", "checkpoint_dir", "default_log_dir", "job_dir", "label_map_candidates",
+__all__ = ["CONFIG_NAME", "LABEL_MAP_NAME", "RESULTS_ROOT", "checkpoint_dir", "default_log_dir", "job_dir", "label_map_candidates",
            "label_map_path", "launcher_log_path", "rank_dirs", "rank_table_path"]
 
 RESULTS_ROOT = "results"
 LABEL_MAP_NAME = "label_map.txt"
+CONFIG_NAME = "config.json"
 
 
 def job_dir(log_dir: Optional[str], rank_size: int) -> str:

@@ -56,12 +56,12 @@ def choose_backend(
 
 
 class AutoBackend:
-    """Not a backend itself: :meth:`from_flags` returns the chosen backend, configured from flags."""
+    """Not a backend itself: :meth:`from_config` returns the chosen backend, configured from the run's config."""
 
     name = "auto"
 
     @classmethod
-    def from_flags(cls, flags_obj: Any, known: Optional[Collection[str]] = None) -> Backend:
+    def from_config(cls, config: Any, known: Optional[Collection[str]] = None) -> Backend:
         name, reason = choose_backend(BACKENDS.list() if known is None else known)
         logging.info("--backend=auto chose %s: %s", name, reason)
-        return BACKENDS.get(name).from_flags(flags_obj)
+        return BACKENDS.get(name).from_config(config)

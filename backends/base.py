@@ -9,9 +9,11 @@ processes. The trainer only talks to this interface.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
+
+from run_config import RunConfig
 
 __all__ = ["Backend"]
 
@@ -40,9 +42,10 @@ class Backend(abc.ABC):
         self._strategy: Optional[tf.distribute.Strategy] = None
 
     @classmethod
-    def from_flags(cls, flags: Any) -> Backend:
-        """Builds the backend from parsed absl flags (``main.py``)."""
-        return cls(rank_size=flags.rank_size, precision=flags.precision)
+    def from_config(cls, config: RunConfig) -> Backend:
+        """Builds the backend from the run's configuration (its ``distribution``, ``precision`` and, for
+        NPUs, ``npu`` settings; a plugin backend reads what it needs)."""
+        return cls(rank_size=config.distribution.rank_size, precision=config.precision.precision)
 
     # -- process management ---------------------------------------------------------------------
 

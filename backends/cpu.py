@@ -13,14 +13,11 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import tensorflow as tf
-from absl import flags, logging
+from absl import logging
 
 from backends.distributed import DistributedBackend
 from backends.precision import cpu_flags, cpu_precision
-
-flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's choice, all cores "
-                     "this process may use).", lower_bound=0)
-flags.DEFINE_integer("inter_op_threads", 0, "Ops run concurrently (0: TensorFlow's choice).", lower_bound=0)
+from run_config import RunConfig
 
 
 class CPUBackend(DistributedBackend):
@@ -43,9 +40,10 @@ class CPUBackend(DistributedBackend):
         self.inter_op_threads = inter_op_threads
 
     @classmethod
-    def flag_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        kwargs = super().flag_kwargs(flags_obj)
-        kwargs.update(intra_op_threads=flags_obj.intra_op_threads, inter_op_threads=flags_obj.inter_op_threads)
+    def config_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        kwargs = super().config_kwargs(config)
+        kwargs.update(intra_op_threads=config.distribution.intra_op_threads,
+                      inter_op_threads=config.distribution.inter_op_threads)
         return kwargs
 
     def validate(self) -> None:

@@ -19,33 +19,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import flags, logging
+from absl import logging
 
 import run_dir
 from backends import launcher
 from backends.base import Backend
 from backends.cluster import Cluster, local_clusters, resolve_cluster
+from run_config import RunConfig
 
 __all__ = ["DistributedBackend", "bit_chunks", "chunks_agree", "split_cpus"]
-
-flags.DEFINE_bool("multi_worker", None, "Train --rank_size replicas as that many local worker processes "
-                  "under MultiWorkerMirroredStrategy (default: on for cpu, off for gpu, which mirrors the "
-                  "GPUs in one process).")
-flags.DEFINE_list("worker_hosts", [], "Join a multi-host cluster: host:port of every worker, in rank order, "
-                  "the same list on every host (or set TF_CONFIG instead).")
-flags.DEFINE_integer("task_index", None, "With --worker_hosts: this process's index in that list (its rank).",
-                     lower_bound=0)
-flags.DEFINE_integer("cpus_per_rank", 0, "Launcher: pin each local worker process to this many CPU cores "
-                     "of its own (0: no pinning).", lower_bound=0)
-flags.DEFINE_float("collective_timeout_s", 1800, "Multi-worker: seconds a collective (all-reduce) may wait "
-                   "for its peers before the step fails, so that a lost peer ends the job instead of hanging it "
-                   "(long enough for a peer's evaluation or checkpoint; 0: no limit).", lower_bound=0)
-flags.DEFINE_float("all_reduce_pack_mb", 32, "Multi-worker: gradients are all-reduced in packs of about this "
-                   "many MB, last layers first, so that a pack travels while earlier layers' gradients are still "
-                   "being computed (0: one pack after the whole backward pass).", lower_bound=0)
-flags.DEFINE_bool("xla", False, "Compile each replica's forward and backward pass with XLA (jit_compile); "
-                  "bench/RESULTS.md says where it is faster.")
-
 
 def split_cpus(available: Sequence[int], ranks: int, per_rank: int) -> List[List[int]]:
     """Disjoint groups of ``per_rank`` cores for ``ranks`` processes, from the cores ``available``.
@@ -78,6 +60,7 @@ class DistributedBackend(Backend):
         all_reduce_pack_mb: size of the gradient packs all-reduced between workers (0: one pack).
         xla: compile each replica's forward and backward pass with XLA (the trainer reads it).
         launch_log_dir: launcher: where each rank's full output is written.
+        preempt_grace_s: launcher: seconds ranks get to save and exit after a preemption signal.
         environ: environment to read ``TF_CONFIG`` from (default ``os.environ``).
         **kwargs: see :class:`backends.base.Backend`.
     """
@@ -91,7 +74,8 @@ class DistributedBackend(Backend):
     def __init__(self, *, multi_worker: Optional[bool] = None, worker_hosts: Sequence[str] = (),
                  task_index: Optional[int] = None, cpus_per_rank: int = 0, collective_timeout_s: float = 0.0,
                  all_reduce_pack_mb: float = 32.0, xla: bool = False, launch_log_dir: Optional[str] = None,
-                 environ: Optional[Mapping[str, str]] = None, **kwargs: Any) -> None:
+                 preempt_grace_s: float = 300.0, environ: Optional[Mapping[str, str]] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.multi_worker = self.multi_worker_default if multi_worker is None else bool(multi_worker)
         self.cluster: Optional[Cluster] = resolve_cluster(worker_hosts, task_index, environ)
@@ -100,22 +84,23 @@ class DistributedBackend(Backend):
         self.all_reduce_pack_mb = float(all_reduce_pack_mb)
         self.xla = bool(xla)
         self.launch_log_dir = launch_log_dir or run_dir.job_dir(None, self.rank_size)
+        self.preempt_grace_s = float(preempt_grace_s)
 
     @classmethod
-    def flag_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        """The constructor arguments this class reads from absl flags (subclasses add theirs)."""
-        log_dir = getattr(flags_obj, "log_dir", None)
+    def config_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        """The constructor arguments this class takes from the run's configuration (subclasses add theirs)."""
+        d = config.distribution
         return dict(
-            rank_size=flags_obj.rank_size, precision=flags_obj.precision, multi_worker=flags_obj.multi_worker,
-            worker_hosts=flags_obj.worker_hosts, task_index=flags_obj.task_index,
-            cpus_per_rank=flags_obj.cpus_per_rank, collective_timeout_s=flags_obj.collective_timeout_s,
-            all_reduce_pack_mb=flags_obj.all_reduce_pack_mb,
-            xla=flags_obj.xla, launch_log_dir=log_dir or None,
+            rank_size=d.rank_size, precision=config.precision.precision, multi_worker=d.multi_worker,
+            worker_hosts=d.worker_hosts, task_index=d.task_index, cpus_per_rank=d.cpus_per_rank,
+            collective_timeout_s=d.collective_timeout_s, all_reduce_pack_mb=d.all_reduce_pack_mb,
+            xla=config.precision.xla, launch_log_dir=config.logging.log_dir or None,
+            preempt_grace_s=d.preempt_grace_s,
         )
 
     @classmethod
-    def from_flags(cls, flags_obj: Any) -> DistributedBackend:
-        return cls(**cls.flag_kwargs(flags_obj))
+    def from_config(cls, config: RunConfig) -> DistributedBackend:
+        return cls(**cls.config_kwargs(config))
 
     # -- roles ------------------------------------------------------------------------------------
 

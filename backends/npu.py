@@ -23,12 +23,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from absl import flags, logging
+from absl import logging
 
 from backends import npu_launch
 from backends.base import Backend
 from backends.npu_environment import LaunchEnvironment, launch_environment
 from keras_compat import variable_value
+from run_config import RunConfig
+from run_config.groups import NPU_BF16_MODES, NPU_FP16_MODES, NPU_PRECISION_MODES
 
 __all__ = [
     "AdapterNotInstalledError",
@@ -40,49 +42,11 @@ __all__ = [
     "parse_npu_options",
 ]
 
-# The adapter's precision modes. Float16 modes need loss scaling; the others do not.
-FP16_MODES = ("allow_mix_precision", "allow_mix_precision_fp16", "force_fp16", "allow_fp32_to_fp16",
-              "cube_fp16in_fp32out")
-BF16_MODES = ("allow_mix_precision_bf16", "allow_fp32_to_bf16")
-PRECISION_MODES = ("force_fp32", "must_keep_origin_dtype") + FP16_MODES + BF16_MODES
-
-flags.DEFINE_enum("precision_mode", "allow_mix_precision", list(PRECISION_MODES),
-                  "NPU: the adapter's precision mode (the recipe ran allow_mix_precision, float16 mixed "
-                  "precision with loss scaling; cube_fp16in_fp32out and the *_fp16/*_bf16 modes need CANN "
-                  "6.3.RC1 or newer). Replaces --precision on NPUs.")
-flags.DEFINE_string("npu_loss_scale", "auto", "NPU: loss scaling with the adapter's NpuLossScaleOptimizer: "
-                    "auto (dynamic in float16 precision modes, none otherwise), dynamic, none, or a fixed "
-                    "scale such as 1024.")
-flags.DEFINE_bool("npu_hcom_parallel", True, "NPU: overlap gradient all-reduce with back-propagation.")
-flags.DEFINE_enum("npu_op_compiler_cache_mode", None, ["enable", "disable", "force"],
-                  "NPU: cache of compiled operators (default: the adapter's: enable from CANN 7.0.0, disable "
-                  "before).")
-flags.DEFINE_string("npu_op_compiler_cache_dir", None, "NPU: directory of the operator compile cache.")
-flags.DEFINE_bool("npu_deterministic", False, "NPU: deterministic kernels (slower; the adapter's "
-                  "deterministic option, CANN 6.3.RC1 or newer).")
-flags.DEFINE_integer("npu_graph_memory_max_size", None, "NPU: bytes of device memory for graphs "
-                     "(default: the adapter's).", lower_bound=1)
-flags.DEFINE_integer("npu_variable_memory_max_size", None, "NPU: bytes of device memory for variables "
-                     "(default: the adapter's).", lower_bound=1)
-flags.DEFINE_multi_string("npu_option", [], "NPU: any other global option of the adapter, KEY=VALUE "
-                          "(repeatable), e.g. --npu_option=op_debug_config=/path/cfg.json; nested options "
-                          "with dots, e.g. dump_config.enable_dump=true. VALUE is passed as text, converted "
-                          "only where the adapter's option takes numbers or booleans (e.g. deterministic=1).")
-flags.DEFINE_list("npu_device_ids", None, "NPU: devices of this server to use, in rank order, as logical ids "
-                  "(ASCEND_DEVICE_ID's; equal to the physical ids outside containers). Takes precedence over "
-                  "ASCEND_DEVICE_ID and the rank table's device ids (default: 0..rank_size-1, or the rank "
-                  "table's devices mapped through ASCEND_VISIBLE_DEVICES).")
-flags.DEFINE_list("npu_device_ips", None, "NPU: interconnect addresses of --npu_device_ids, to generate the "
-                  "rank table without reading --hccn_conf.")
-flags.DEFINE_string("rank_table_file", None, "NPU: the HCCL rank table (the seed's 8p.json or version 1.0); "
-                    "default: one generated for this server under the results directory.")
-flags.DEFINE_string("hccn_conf", "/etc/hccn.conf", "NPU: the driver's file of device addresses, read to "
-                    "generate a rank table.")
-flags.DEFINE_string("server_id", None, "NPU: this server's id in the rank table (needed when it lists "
-                    "several servers).")
-flags.DEFINE_string("job_id", "10087", "NPU: JOB_ID given to every rank.")
-flags.DEFINE_bool("bind_cores", False, "NPU: pin each rank to its own slice of this server's CPU cores, "
-                  "as the seed's taskset did.")
+# The adapter's precision modes (declared with the --precision_mode setting). Float16 modes need loss
+# scaling; the others do not.
+FP16_MODES = NPU_FP16_MODES
+BF16_MODES = NPU_BF16_MODES
+PRECISION_MODES = NPU_PRECISION_MODES
 
 _UNRESOLVED = object()  # the launch environment, before it is read
 
@@ -181,29 +145,30 @@ class NPUBackend(Backend):
         self._opened: Optional[Tuple[int, int]] = None  # (rank, world size) the opened device reports
 
     @classmethod
-    def from_flags(cls, flags_obj: Any) -> NPUBackend:
-        options: Dict[str, Any] = {"hcom_parallel": flags_obj.npu_hcom_parallel}
-        if flags_obj.npu_op_compiler_cache_mode:
-            options["op_compiler_cache_mode"] = flags_obj.npu_op_compiler_cache_mode
-        if flags_obj.npu_op_compiler_cache_dir:
-            options["op_compiler_cache_dir"] = flags_obj.npu_op_compiler_cache_dir
-        if flags_obj.npu_deterministic:
+    def from_config(cls, config: RunConfig) -> NPUBackend:
+        npu, dist = config.npu, config.distribution
+        options: Dict[str, Any] = {"hcom_parallel": npu.npu_hcom_parallel}
+        if npu.npu_op_compiler_cache_mode:
+            options["op_compiler_cache_mode"] = npu.npu_op_compiler_cache_mode
+        if npu.npu_op_compiler_cache_dir:
+            options["op_compiler_cache_dir"] = npu.npu_op_compiler_cache_dir
+        if npu.npu_deterministic:
             options["deterministic"] = 1
         # The adapter takes memory sizes as decimal strings of bytes.
-        if flags_obj.npu_graph_memory_max_size:
-            options["graph_memory_max_size"] = str(flags_obj.npu_graph_memory_max_size)
-        if flags_obj.npu_variable_memory_max_size:
-            options["variable_memory_max_size"] = str(flags_obj.npu_variable_memory_max_size)
-        options.update(parse_npu_options(flags_obj.npu_option))
-        device_ids = _int_list(flags_obj.npu_device_ids, "--npu_device_ids")
+        if npu.npu_graph_memory_max_size:
+            options["graph_memory_max_size"] = str(npu.npu_graph_memory_max_size)
+        if npu.npu_variable_memory_max_size:
+            options["variable_memory_max_size"] = str(npu.npu_variable_memory_max_size)
+        options.update(parse_npu_options(npu.npu_option))
+        device_ids = _int_list(npu.npu_device_ids, "--npu_device_ids")
         launch = npu_launch.NpuLaunchConfig(
-            rank_size=flags_obj.rank_size, group_size=flags_obj.group_size,
-            rank_table_file=flags_obj.rank_table_file, device_ids=device_ids,
-            device_ips=flags_obj.npu_device_ips, hccn_conf=flags_obj.hccn_conf, server_id=flags_obj.server_id,
-            job_id=flags_obj.job_id, log_dir=flags_obj.log_dir, bind_cores=flags_obj.bind_cores,
+            rank_size=dist.rank_size, group_size=dist.group_size,
+            rank_table_file=npu.rank_table_file, device_ids=device_ids,
+            device_ips=npu.npu_device_ips, hccn_conf=npu.hccn_conf, server_id=npu.server_id,
+            job_id=npu.job_id, log_dir=config.logging.log_dir, bind_cores=npu.bind_cores,
         )
-        return cls(rank_size=flags_obj.rank_size, precision=flags_obj.precision,
-                   precision_mode=flags_obj.precision_mode, loss_scale=flags_obj.npu_loss_scale,
+        return cls(rank_size=dist.rank_size, precision=config.precision.precision,
+                   precision_mode=config.precision.precision_mode, loss_scale=config.precision.npu_loss_scale,
                    options=options, device_ids=device_ids, launch=launch)
 
     # -- process management ---------------------------------------------------------------------

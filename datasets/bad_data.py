@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from datasets.record_scan import FRAMING_BYTES, scan_shard
+from run_config import DataConfig
 
 __all__ = [
     "BadDataError",
@@ -47,7 +48,7 @@ __all__ = [
     "KIND_IMAGE",
     "KIND_RECORD",
     "image_error",
-    "policy_from_flags",
+    "policy_from_config",
     "raise_if_over_limit",
     "record_name",
     "tracker_of",
@@ -84,11 +85,9 @@ class BadDataPolicy:
         return self.max_bad if split == "train" else None
 
 
-def policy_from_flags(flags_obj: Any) -> BadDataPolicy:
-    """:class:`BadDataPolicy` from ``--max_bad_images`` and ``--strict`` (defaults when not defined)."""
-    max_bad = getattr(flags_obj, "max_bad_images", None)
-    return BadDataPolicy(max_bad=DEFAULT_MAX_BAD if max_bad is None else int(max_bad),
-                         strict=bool(getattr(flags_obj, "strict", False)))
+def policy_from_config(data: DataConfig) -> BadDataPolicy:
+    """:class:`BadDataPolicy` from the run's ``max_bad_images`` and ``strict``."""
+    return BadDataPolicy(max_bad=data.max_bad_images, strict=data.strict)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Optional
+from typing import Optional
 
 import tensorflow as tf
 
 from datasets import preprocessing
+from run_config import RunConfig
 from zoo.recipe import ModelRecipe
 
 __all__ = ["ImageDataset", "SPLITS"]
@@ -45,10 +46,10 @@ class ImageDataset(abc.ABC):
         self.seed = seed
 
     @classmethod
-    def from_flags(cls, flags: Any, recipe: ModelRecipe) -> ImageDataset:
-        """Builds the dataset from parsed absl flags (``main.py``)."""
-        return cls(recipe=recipe, data_dir=flags.data_dir, num_classes=flags.num_classes or None,
-                   seed=flags.seed)
+    def from_config(cls, config: RunConfig, recipe: ModelRecipe) -> ImageDataset:
+        """Builds the dataset from the run's configuration (its ``data``, ``augment`` and ``model`` settings)."""
+        return cls(recipe=recipe, data_dir=config.data.data_dir, num_classes=config.model.num_classes,
+                   seed=config.seed)
 
     @property
     def num_classes(self) -> int:

@@ -13,11 +13,12 @@ import json
 import os
 from typing import Any, Dict, Tuple
 
-from absl import flags, logging
+from absl import logging
 
 from atomic import publish_directory
 from datasets import folders
 from datasets.image_folder import ImageFolderDataset
+from run_config import RunConfig
 
 __all__ = ["DEMO_VERSION", "DemoDataset", "default_cache_dir", "write_digits"]
 
@@ -28,8 +29,6 @@ _JPEG_QUALITY = 95
 _VAL_FRACTION = 0.2
 _SPLIT_SEED = 0
 
-flags.DEFINE_string("demo_cache_dir", None, "Where the demo dataset's JPEG files are written once "
-                    "(default: $XDG_CACHE_HOME/alexnet_zoo/digits-v1, else ~/.cache/...).")
 
 
 def default_cache_dir() -> str:
@@ -118,7 +117,7 @@ class DemoDataset(ImageFolderDataset):
         super().__init__(**kwargs)
 
     @classmethod
-    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        kwargs = super().extra_kwargs(flags_obj)
-        kwargs["cache_dir"] = flags_obj.demo_cache_dir or ""
+    def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        kwargs = super().extra_kwargs(config)
+        kwargs["cache_dir"] = config.data.demo_cache_dir or ""
         return kwargs

@@ -8,10 +8,11 @@ from typing import Any, Dict, Optional, Tuple
 import tensorflow as tf
 
 from datasets import pipeline, preprocessing
-from datasets.bad_data import BadDataPolicy, BadDataTracker, policy_from_flags
+from datasets.bad_data import BadDataPolicy, BadDataTracker, policy_from_config
 from datasets.base import ImageDataset
 from datasets.pipeline import PipelineOptions
 from datasets.preprocessing import PreprocessConfig
+from run_config import RunConfig
 
 __all__ = ["FileDataset"]
 
@@ -49,15 +50,15 @@ class FileDataset(ImageDataset):
         self.preprocess_config = PreprocessConfig.from_recipe(self.recipe, **overrides)
 
     @classmethod
-    def from_flags(cls, flags_obj: Any, recipe) -> FileDataset:
-        return cls(recipe=recipe, data_dir=flags_obj.data_dir, num_classes=flags_obj.num_classes or None,
-                   seed=flags_obj.seed, options=pipeline.options_from_flags(flags_obj),
-                   preprocess=pipeline.preprocess_overrides(flags_obj),
-                   bad_data_policy=policy_from_flags(flags_obj), **cls.extra_kwargs(flags_obj))
+    def from_config(cls, config: RunConfig, recipe) -> FileDataset:
+        return cls(recipe=recipe, data_dir=config.data.data_dir, num_classes=config.model.num_classes,
+                   seed=config.seed, options=pipeline.options_from_config(config.data),
+                   preprocess=pipeline.preprocess_overrides(config.augment),
+                   bad_data_policy=policy_from_config(config.data), **cls.extra_kwargs(config))
 
     @classmethod
-    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        """Subclass-specific constructor arguments taken from flags."""
+    def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        """Subclass-specific constructor arguments taken from the run's configuration."""
         return {}
 
     @abc.abstractmethod

@@ -10,15 +10,17 @@ from absl import logging
 import run_dir
 from datasets import folders, pipeline
 from datasets.file_dataset import FileDataset
+from run_config import RunConfig
 
 __all__ = ["ImageFolderDataset", "default_label_map_path"]
 
 LABEL_MAP_NAME = run_dir.LABEL_MAP_NAME
 
 
-def default_label_map_path(flags_obj: Any) -> str:
+def default_label_map_path(config: RunConfig) -> str:
     """Where the run's label map goes (:func:`run_dir.label_map_path`)."""
-    return run_dir.label_map_path(flags_obj.log_dir, flags_obj.checkpoint_dir, flags_obj.rank_size)
+    return run_dir.label_map_path(config.logging.log_dir, config.checkpoint.checkpoint_dir,
+                                  config.distribution.rank_size)
 
 
 class ImageFolderDataset(FileDataset):
@@ -53,8 +55,8 @@ class ImageFolderDataset(FileDataset):
                          label_map_path)
 
     @classmethod
-    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        return {"label_map_path": default_label_map_path(flags_obj)}
+    def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        return {"label_map_path": default_label_map_path(config)}
 
     @property
     def classes(self) -> List[str]:

@@ -6,15 +6,14 @@ import os
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
-from absl import flags, logging
+from absl import logging
 
 from datasets import pipeline, tfrecord_format
 from datasets.file_dataset import FileDataset
+from run_config import RunConfig
 
 __all__ = ["IMAGENET_EXAMPLES", "ImageNetDataset"]
 
-flags.DEFINE_integer("label_offset", None, "Subtracted from the labels stored in TFRecords (default: the "
-                     "value in dataset_info.json, else 1: ImageNet stores 1..1000).")
 
 # The standard ImageNet-1k conversion: 1024 training shards, 128 validation shards.
 IMAGENET_EXAMPLES = {"train": (1024, 1_281_167), "validation": (128, 50_000)}
@@ -58,8 +57,8 @@ class ImageNetDataset(FileDataset):
         self._counts: Dict[str, int] = {}
 
     @classmethod
-    def extra_kwargs(cls, flags_obj: Any) -> Dict[str, Any]:
-        return {"label_offset": flags_obj.label_offset}
+    def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
+        return {"label_offset": config.data.label_offset}
 
     @property
     def num_classes(self) -> int:

@@ -1,4 +1,4 @@
-"""The tf.data plumbing shared by the file-based datasets: flags, sharding, seeds, batching.
+"""The tf.data plumbing shared by the file-based datasets: options, sharding, seeds, batching.
 
 A reader turns its files into a dataset of records ``{"encoded", "label"[, "bboxes"]}``;
 :func:`batches` does the rest (per-image seeds, parallel preprocessing, batching, normalisation,
@@ -11,33 +11,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
-from absl import flags
 
 from datasets import mixing, preprocessing
 from datasets.bad_data import BadDataTracker
 from datasets.preprocessing import PreprocessConfig
+from run_config import AugmentConfig, DataConfig
 
-__all__ = ["PipelineOptions", "Shard", "augmentation_overrides", "batches", "file_shard", "options_from_flags",
-           "preprocess_overrides", "resolve_crop_sizes"]
+__all__ = ["PipelineOptions", "Shard", "batches", "file_shard", "options_from_config", "preprocess_overrides"]
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-flags.DEFINE_integer("shuffle_buffer", 10_000, "Training examples in the shuffle buffer (TFRecords; image "
-                     "folders shuffle their whole file list).", lower_bound=1)
-flags.DEFINE_bool("deterministic", False, "Reproducible input order and augmentation (with --seed); slower "
-                  "than the default, which lets parallel reads finish out of order.")
-flags.DEFINE_enum("eval_resize", "shorter", list(preprocessing.EVAL_RESIZE_MODES),
-                  "Evaluation resize before the central crop: 'shorter' side to 256 (torchvision) or "
-                  "'square' 256x256 (the recipe); both scale with --image_size.")
-flags.DEFINE_integer("input_threads", 0, "Private thread pool of the input pipeline (0: TensorFlow's shared "
-                     "pool).", lower_bound=0)
-flags.DEFINE_float("min_crop_area", None, "Smallest training crop, as a fraction of the image area "
-                   "(default: the dataset's, 0.08 as in the recipe).", lower_bound=1e-3, upper_bound=1.0)
-flags.DEFINE_bool("random_flip", None, "Random horizontal flips in training (default: the dataset's; on "
-                  "except for the digits demo).")
-flags.DEFINE_bool("dct_scaling", True, "Decode JPEG crops at a reduced DCT scale when they are at least "
-                  "twice the output size (faster; --nodct_scaling decodes at full scale).")
-
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -54,56 +36,23 @@ class PipelineOptions:
     private_threads: int = 0
 
 
-def options_from_flags(flags_obj: Any) -> PipelineOptions:
-    """:class:`PipelineOptions` from parsed flags."""
-    return PipelineOptions(shuffle_buffer=flags_obj.shuffle_buffer, deterministic=flags_obj.deterministic,
-                           private_threads=flags_obj.input_threads)
+def options_from_config(data: DataConfig) -> PipelineOptions:
+    """:class:`PipelineOptions` from the run's data settings."""
+    return PipelineOptions(shuffle_buffer=data.shuffle_buffer, deterministic=data.deterministic,
+                           private_threads=data.input_threads)
 
 
-def preprocess_overrides(flags_obj: Any) -> dict:
-    """Keyword overrides of :class:`PreprocessConfig` from parsed flags (None: keep the default)."""
-    area = None if flags_obj.min_crop_area is None else (flags_obj.min_crop_area, 1.0)
-    return dict(eval_mode=flags_obj.eval_resize, area_range=area, random_flip=flags_obj.random_flip,
-                dct_scaling=flags_obj.dct_scaling, **augmentation_overrides(flags_obj))
-
-
-# The augmentation flags (main.py's "augmentation" section) -> PreprocessConfig fields; absent flags
-# (a program without that section) keep the recipe's values.
-_AUGMENTATION_FLAGS = {
-    "auto_augment": "auto_augment", "ra_num_ops": "ra_num_ops", "ra_magnitude": "ra_magnitude",
-    "random_erase": "random_erase", "random_erase_value": "random_erase_value", "mixup_alpha": "mixup_alpha",
-    "cutmix_alpha": "cutmix_alpha", "interpolation": "interpolation", "val_resize_size": "eval_resize",
-    "train_crop_size": "train_crop_size", "val_crop_size": "val_crop_size",
-}
-
-
-def augmentation_overrides(flags_obj: Any) -> dict:
-    """The augmentation, crop-size and interpolation flags as :class:`PreprocessConfig` overrides."""
-    return {field: getattr(flags_obj, flag, None) for flag, field in _AUGMENTATION_FLAGS.items()}
-
-
-def resolve_crop_sizes(flags_obj: Any) -> None:
-    """Gives ``--image_size`` its value from ``--train_crop_size``/``--val_crop_size`` when it is not set.
-
-    The models are built for one input size, so training and evaluation crops are that size:
-    ``--image_size`` wins; without it, ``--train_crop_size`` (else ``--val_crop_size``) sets it.
-
-    Raises:
-        ValueError: the crop sizes differ from each other or from ``--image_size`` (one line).
-    """
-    train, val = getattr(flags_obj, "train_crop_size", None), getattr(flags_obj, "val_crop_size", None)
-    if train and val and train != val:
-        raise ValueError(f"--train_crop_size={train} and --val_crop_size={val} differ, but a model is built for "
-                         "one input size: use one crop size (and --val_resize_size for the evaluation resize).")
-    crop = train or val
-    if not crop:
-        return
-    if flags_obj.image_size is None:
-        flags_obj.image_size = crop
-    elif flags_obj.image_size != crop:
-        name = "train_crop_size" if train else "val_crop_size"
-        raise ValueError(f"--{name}={crop} differs from --image_size={flags_obj.image_size}, the model's input "
-                         "size; leave --image_size out (the crop size sets it) or make them equal.")
+def preprocess_overrides(augment: AugmentConfig) -> dict:
+    """Keyword overrides of :class:`PreprocessConfig` from the run's augmentation settings (None: the
+    recipe's or the dataset's own value)."""
+    area = None if augment.min_crop_area is None else (augment.min_crop_area, 1.0)
+    return dict(eval_mode=augment.eval_resize, area_range=area, random_flip=augment.random_flip,
+                dct_scaling=augment.dct_scaling, auto_augment=augment.auto_augment, ra_num_ops=augment.ra_num_ops,
+                ra_magnitude=augment.ra_magnitude, random_erase=augment.random_erase,
+                random_erase_value=augment.random_erase_value, mixup_alpha=augment.mixup_alpha,
+                cutmix_alpha=augment.cutmix_alpha, interpolation=augment.interpolation,
+                eval_resize=augment.val_resize_size, train_crop_size=augment.train_crop_size,
+                val_crop_size=augment.val_crop_size)
 
 
 @dataclass(frozen=True)

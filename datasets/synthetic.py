@@ -5,20 +5,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import tensorflow as tf
-from absl import flags
 
 from datasets.base import ImageDataset
+from run_config import RunConfig
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 IMAGENET_VAL_IMAGES = 50_000
-
-flags.DEFINE_integer(
-    "synthetic_train_images", IMAGENET_TRAIN_IMAGES,
-    "Epoch size of synthetic training data (ImageNet's by default, so epochs and the lr schedule "
-    "match a real run).", lower_bound=1)
-flags.DEFINE_integer("synthetic_val_images", IMAGENET_VAL_IMAGES,
-                     "Size of the synthetic validation split.", lower_bound=1)
-
 
 class SyntheticDataset(ImageDataset):
     """A fixed random batch, repeated forever; no file is read.
@@ -37,9 +29,9 @@ class SyntheticDataset(ImageDataset):
         self._sizes = {"train": int(train_images), "validation": int(val_images)}
 
     @classmethod
-    def from_flags(cls, flags_obj: Any, recipe) -> SyntheticDataset:
-        return cls(recipe=recipe, num_classes=flags_obj.num_classes or None, seed=flags_obj.seed,
-                   train_images=flags_obj.synthetic_train_images, val_images=flags_obj.synthetic_val_images)
+    def from_config(cls, config: RunConfig, recipe) -> SyntheticDataset:
+        return cls(recipe=recipe, num_classes=config.model.num_classes, seed=config.seed,
+                   train_images=config.data.synthetic_train_images, val_images=config.data.synthetic_val_images)
 
     def num_examples(self, split: str) -> int:
         return self._sizes[split]

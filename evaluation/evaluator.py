@@ -1,4 +1,6 @@
-"""Validation metrics, ``--mode=evaluate`` and ``--mode=train_and_evaluate``.
+"""Validation metrics of a model over a dataset, and the report of evaluated checkpoints.
+
+``--mode=evaluate`` and ``--mode=train_and_evaluate`` use them (:mod:`modes.evaluate`).
 
 Every validation example counts exactly once, the last partial batch included: each replica
 (and, on strategy-less backends such as the NPU adapter, each process) sums its correct
@@ -13,26 +15,23 @@ in ``metrics.jsonl`` (``"type": "eval"``) and, through the log's listeners, Tens
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
 
-import zoo
 from backends.base import Backend
 from datasets import bad_data
-from keras_compat import RELAX_SHAPES
 from evaluation import eval_table
+from keras_compat import RELAX_SHAPES
 from runs.checkpoints import READ_ERRORS, list_checkpoints, previous_checkpoint, step_of
-from training.ema import load_ema_weights
 from training.log import TrainLog
 from training.losses import cross_entropy
-from training.summaries import attach_summaries
-from weights.checkpoint import checkpoint_mtime, checkpoint_num_classes, load_weights, resolve_checkpoint
+from weights.checkpoint import checkpoint_num_classes, resolve_checkpoint
 
-__all__ = ["EvalReport", "EvalResult", "EvalTotals", "Evaluator", "evaluate", "train_and_evaluate"]
+__all__ = ["EvalReport", "EvalResult", "EvalTotals", "Evaluator", "checkpoints_to_evaluate", "evaluation_every_steps",
+           "log_raw", "readable_num_classes"]
 
 
 @dataclass
@@ -238,72 +237,14 @@ class EvalReport:
         self.log.info(eval_table.FINISHED)
 
 
-# -- the modes ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _EvalSetup:
-    """What both modes need: the dataset, sizes and the validation input function."""
-
-    dataset: Any
-    recipe: Any
-    num_classes: int
-    global_batch: int  # of training, for the epoch column
-    num_train: Optional[int]
-    dataset_fn: Callable
-    val_size: Optional[int]
-    preprocess: Optional[Callable] = None  # normalisation on the device (--normalize_on)
-
-    def epoch_at(self, step: int) -> float:
-        return step * self.global_batch / self.num_train if self.num_train else math.nan
-
-
-def _setup(flags: Any, backend: Backend, dataset=None, num_classes: Optional[int] = None) -> _EvalSetup:
-    from modes import runner  # the runner imports this module's modes lazily
-
-    recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
-    if dataset is None:
-        dataset = runner.make_dataset(flags, recipe)
-    num_classes = num_classes or flags.num_classes or dataset.num_classes
-    try:
-        num_train = dataset.num_examples("train")
-    except (FileNotFoundError, ValueError, OSError):  # only the validation split may be present
-        num_train = None
-    eval_batch = getattr(flags, "eval_batch_size", None) or flags.batch_size
-    global_eval_batch = eval_batch * backend.num_replicas
-
-    on_device = runner.normalize_on_device(flags, backend)
-
-    def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
-        batch = ctx.get_per_replica_batch_size(global_eval_batch) if ctx else eval_batch
-        return dataset.input_fn("validation", training=False, batch_size=batch, input_context=ctx,
-                                **({"normalize": False} if on_device else {}))
-
-    return _EvalSetup(dataset=dataset, recipe=recipe, num_classes=num_classes,
-                      global_batch=flags.batch_size * backend.num_replicas, num_train=num_train,
-                      dataset_fn=dataset_fn, val_size=dataset.num_examples("validation"),
-                      preprocess=dataset.normalize if on_device else None)
-
-
-def run_dirs(flags: Any, backend: Backend):
-    """(log directory, checkpoint directory) of this rank, as training chooses them."""
-    from modes import runner
-
-    return runner.rank_dirs(flags.log_dir, flags.checkpoint_dir, backend)
-
-
-def _open_log(flags: Any, backend: Backend, log_dir: str) -> TrainLog:
-    return TrainLog(log_dir, flags.log_name, prefix=f"[rank {backend.rank}] " if backend.world_size > 1 else "")
-
-
-def checkpoints_to_evaluate(flags: Any, checkpoint_dir: str) -> List[str]:
-    """``--checkpoint_path`` alone, else every ``model.ckpt-N`` in the checkpoint directory, by step.
+def checkpoints_to_evaluate(checkpoint_path: Optional[str], checkpoint_dir: str) -> List[str]:
+    """``checkpoint_path`` alone, else every ``model.ckpt-N`` in ``checkpoint_dir``, by step.
 
     Raises:
         FileNotFoundError: nothing to evaluate; the message says where it looked.
     """
-    if getattr(flags, "checkpoint_path", None):
-        return [resolve_checkpoint(flags.checkpoint_path)]
+    if checkpoint_path:
+        return [resolve_checkpoint(checkpoint_path)]
     found = list_checkpoints(checkpoint_dir)
     if not found:
         raise FileNotFoundError(
@@ -313,14 +254,15 @@ def checkpoints_to_evaluate(flags: Any, checkpoint_dir: str) -> List[str]:
     return found
 
 
-def _checkpoint_step(path: str) -> int:
+def checkpoint_step(path: str) -> int:
+    """The step of checkpoint ``path`` (0 for a prefix without one, such as a converted model)."""
     try:
         return step_of(path)
     except ValueError:
         return 0
 
 
-def _readable_num_classes(paths: List[str]) -> int:
+def readable_num_classes(paths: List[str]) -> int:
     """The classifier size stored in the first of ``paths`` that can be read."""
     for i, path in enumerate(paths):
         try:
@@ -334,59 +276,6 @@ def _readable_num_classes(paths: List[str]) -> int:
     raise ValueError("no checkpoint to evaluate.")
 
 
-def evaluate(flags: Any, backend: Backend, checkpoints: Optional[List[str]] = None) -> List[EvalResult]:
-    """``--mode=evaluate``: evaluates every checkpoint (or ``--checkpoint_path``) on the validation split.
-
-    Args:
-        flags: parsed flags.
-        backend: the set-up backend.
-        checkpoints: these checkpoint prefixes instead of the ones the flags name.
-    """
-    log_dir, ckpt_dir = run_dirs(flags, backend)
-    paths = list(checkpoints or checkpoints_to_evaluate(flags, ckpt_dir))
-    setup = _setup(flags, backend, num_classes=flags.num_classes or None)
-    stored_classes = _readable_num_classes(paths)
-    if stored_classes != setup.num_classes:
-        raise ValueError(
-            f"{paths[0]} has a {stored_classes}-class classifier, the dataset {setup.dataset.name} has "
-            f"{setup.num_classes} classes; evaluate it on data with the same classes (or pass --num_classes)."
-        )
-    with backend.scope():
-        model = zoo.create_model(flags.model, recipe=setup.recipe, num_classes=setup.num_classes)
-    evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=setup.num_classes,
-                          label_smoothing=flags.label_smoothing, preprocess=setup.preprocess)
-    log = _open_log(flags, backend, log_dir)
-    summaries = attach_summaries(log, log_dir, enabled=backend.is_chief)
-    report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"), _rank_sum(backend))
-    try:
-        if getattr(flags, "model_ema", False):
-            log.info("--model_ema: evaluating the weight averages stored in the checkpoints")
-        while paths:
-            path = paths.pop(0)
-            try:
-                load_weights(model, path)
-            except READ_ERRORS as e:
-                # A damaged newest checkpoint (evaluated alone): fall back to the previous one.
-                older = previous_checkpoint(path) if not paths and not report.results else None
-                log.info(f"Checkpoint {path} cannot be read ({str(e).strip().splitlines()[0][:200]}): skipped"
-                         + (f"; falling back to the previous one, {older}." if older else "."))
-                if older:
-                    paths.append(older)
-                continue
-            if getattr(flags, "model_ema", False):
-                load_ema_weights(model, path)
-            step = _checkpoint_step(path)
-            totals = evaluator.run(setup.dataset_fn)
-            report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,
-                                  timestamp=checkpoint_mtime(path), checkpoint=os.path.abspath(path)))
-        report.finish()
-    finally:
-        if summaries:
-            summaries.close()
-        log.close()
-    return report.results
-
-
 def evaluation_every_steps(epochs_between_evals: float, steps_per_epoch: int, max_steps: int) -> int:
     """Steps between evaluations of train_and_evaluate; 0 epochs means only at the end."""
     if epochs_between_evals <= 0:
@@ -394,52 +283,9 @@ def evaluation_every_steps(epochs_between_evals: float, steps_per_epoch: int, ma
     return max(1, int(round(epochs_between_evals * steps_per_epoch)))
 
 
-def _log_raw(log: TrainLog, step: int, totals: EvalTotals) -> None:
+def log_raw(log: TrainLog, step: int, totals: EvalTotals) -> None:
     """The raw weights' result of a ``--model_ema`` run, whose table rows are the average's."""
     log.info(f"Step {step}, raw weights (the table shows their --model_ema average): top1 {totals.top1:.3f} "
              f"top5 {totals.top5:.3f} loss {totals.loss:.4f}")
     log.metrics(dict(type="eval_raw", step=step, top1=totals.top1, top5=totals.top5, loss=totals.loss,
                      examples=totals.examples, time=time.time()))
-
-
-def train_and_evaluate(flags: Any, backend: Backend):
-    """``--mode=train_and_evaluate``: trains, evaluating every ``--epochs_between_evals`` epochs and at the end."""
-    from modes import runner
-    from training.trainer import PeriodicHook
-
-    state: Dict[str, Any] = {}
-
-    def make_hooks(*, model, dataset, log, config, ema=None, **_):
-        setup = _setup(flags, backend, dataset=dataset, num_classes=config.num_classes)
-        setup.global_batch, setup.num_train = config.global_batch, config.num_train_examples
-        evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=config.num_classes,
-                              label_smoothing=flags.label_smoothing, preprocess=setup.preprocess)
-        report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"),
-                            _rank_sum(backend))
-        ckpt_dir = run_dirs(flags, backend)[1]
-        state["report"] = report
-
-        def hook(step: int) -> None:
-            totals = evaluator.run(setup.dataset_fn)
-            if ema is not None and ema.has_average:  # as torchvision: both, the table shows the average
-                _log_raw(log, step, totals)
-                with ema.swapped_in():
-                    totals = evaluator.run(setup.dataset_fn)
-            prefix = os.path.join(ckpt_dir, f"model.ckpt-{step}")
-            saved = os.path.exists(prefix + ".index")
-            report.add(EvalResult(step=step, epoch=setup.epoch_at(step), totals=totals,
-                                  timestamp=checkpoint_mtime(prefix) if saved else time.time(),
-                                  checkpoint=os.path.abspath(prefix) if saved else None))
-            if step >= config.max_steps:
-                report.finish(repeat_table=len(report.results) > 1)
-
-        every = evaluation_every_steps(flags.epochs_between_evals, config.num_train_examples // config.global_batch,
-                                       config.max_steps)
-        return [PeriodicHook(every_steps=every, fn=hook, at_end=True)]
-
-    result = runner.train(flags, backend, make_hooks=make_hooks)
-    report = state.get("report")
-    if report is not None and not report.results:
-        # Training had nothing left to do (resumed at the last step): evaluate its last checkpoint.
-        evaluate(flags, backend, checkpoints=checkpoints_to_evaluate(flags, run_dirs(flags, backend)[1])[-1:])
-    return result

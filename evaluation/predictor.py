@@ -1,4 +1,4 @@
-"""``--mode=predict``: the top-5 classes of image files, with probabilities and class names.
+"""Predictions of a trained model: the top-k classes of image files, with probabilities and class names.
 
 Images get the evaluation preprocessing of the model's recipe (``datasets.preprocessing.eval_image``:
 shorter side to ``eval_resize``, central ``input_size`` crop, then the recipe's normalisation), the
@@ -20,10 +20,10 @@ import tensorflow as tf
 import run_dir
 import zoo
 from backends.base import Backend
-from datasets import preprocessing
+from datasets import pipeline, preprocessing
 from datasets.folders import read_label_map
+from run_config import AugmentConfig, RunConfig
 from runs.checkpoints import list_checkpoints
-from training.log import TrainLog
 from weights.checkpoint import checkpoint_num_classes, load_weights, resolve_checkpoint
 
 __all__ = [
@@ -34,7 +34,8 @@ __all__ = [
     "find_label_map",
     "format_predictions",
     "load_inference_model",
-    "predict",
+    "checkpoint_for",
+    "top_k",
     "preprocess_config",
     "preprocess_files",
 ]
@@ -62,23 +63,19 @@ class Prediction:
     top: Tuple[Tuple[int, float, str], ...]
 
 
-def preprocess_config(flags: Any, recipe) -> preprocessing.PreprocessConfig:
-    """The evaluation preprocessing of ``recipe`` with the input-pipeline flags (``--eval_resize`` ...)."""
-    overrides = {}
-    if hasattr(flags, "eval_resize"):
-        overrides["eval_mode"] = flags.eval_resize
-    if hasattr(flags, "dct_scaling"):
-        overrides["dct_scaling"] = flags.dct_scaling
-    return preprocessing.PreprocessConfig.from_recipe(recipe, **overrides)
+def preprocess_config(augment: AugmentConfig, recipe) -> preprocessing.PreprocessConfig:
+    """The evaluation transform of ``recipe`` with the run's augmentation settings (its resize, interpolation,
+    crop sizes): exactly what evaluation feeds the network."""
+    return preprocessing.PreprocessConfig.from_recipe(recipe, **pipeline.preprocess_overrides(augment))
 
 
-def find_label_map(flags: Any, checkpoint: str) -> Optional[str]:
-    """``--label_map``, else ``label_map.txt`` beside the checkpoint or in its parent (a multi-rank job), else None.
+def find_label_map(explicit: Optional[str], checkpoint: str) -> Optional[str]:
+    """``explicit`` (``--label_map``), else ``label_map.txt`` beside the checkpoint or in its parent (a
+    multi-rank job), else None.
 
     Raises:
-        FileNotFoundError: if ``--label_map`` names a missing file.
+        FileNotFoundError: if ``explicit`` names a missing file.
     """
-    explicit = getattr(flags, "label_map", None)
     if explicit:
         if not tf.io.gfile.exists(explicit):
             raise FileNotFoundError(f"--label_map={explicit}: no such file.")
@@ -105,37 +102,39 @@ def class_names(label_map_path: Optional[str], num_classes: int) -> List[str]:
     return names
 
 
-def _checkpoint_for(flags: Any, backend: Optional[Backend]) -> str:
-    """``--checkpoint_path``, else the newest checkpoint where training writes them."""
-    if getattr(flags, "checkpoint_path", None):
-        return resolve_checkpoint(flags.checkpoint_path)
-    if flags.checkpoint_dir or flags.log_dir or backend is None:
-        directory = flags.checkpoint_dir or flags.log_dir
-        if directory and not flags.checkpoint_dir and not list_checkpoints(directory):
+def checkpoint_for(config: RunConfig, backend: Optional[Backend]) -> str:
+    """``--checkpoint_path``, else the newest checkpoint where the run wrote them."""
+    if config.evaluation.checkpoint_path:
+        return resolve_checkpoint(config.evaluation.checkpoint_path)
+    ckpt_flag, log_dir = config.checkpoint.checkpoint_dir, config.logging.log_dir
+    if ckpt_flag or log_dir or backend is None:
+        directory = ckpt_flag or log_dir
+        if directory and not ckpt_flag and not list_checkpoints(directory):
             # --log_dir of a multi-process job: checkpoints are in its rank 0 directory.
-            multi = run_dir.checkpoint_dir(directory, None, rank_size=flags.rank_size, multi_process=True)
+            multi = run_dir.checkpoint_dir(directory, None, rank_size=config.distribution.rank_size,
+                                           multi_process=True)
             directory = multi if list_checkpoints(multi) else directory
-        return resolve_checkpoint(directory)
-    from evaluation.evaluator import run_dirs  # the default directories of train and evaluate
+        return resolve_checkpoint(directory or run_dir.default_log_dir(config.distribution.rank_size, 0))
+    return resolve_checkpoint(run_dir.rank_dirs(None, None, rank_size=backend.num_replicas, rank=backend.rank,
+                                                multi_process=backend.world_size > 1)[1])
 
-    return resolve_checkpoint(run_dirs(flags, backend)[1])
 
+def load_inference_model(config: RunConfig, backend: Optional[Backend] = None) -> InferenceModel:
+    """Builds the run's model and restores ``--checkpoint_path`` (or the newest in the run's directory).
 
-def load_inference_model(flags: Any, backend: Optional[Backend] = None) -> InferenceModel:
-    """Builds ``--model`` and restores ``--checkpoint_path`` (or the newest in ``--checkpoint_dir``).
-
-    The number of classes is ``--num_classes`` or the checkpoint's own classifier size.
+    The number of classes is the configuration's or the checkpoint's own classifier size; the input
+    size and evaluation transform are the configuration's (the run's own, for a run with a config.json).
     """
-    checkpoint = _checkpoint_for(flags, backend)
-    num_classes = flags.num_classes or checkpoint_num_classes(checkpoint)
-    recipe = zoo.get_recipe(flags.model).scaled(flags.image_size)
+    checkpoint = checkpoint_for(config, backend)
+    num_classes = config.model.num_classes or checkpoint_num_classes(checkpoint)
+    recipe = zoo.get_recipe(config.model.name).scaled(config.model.image_size)
     scope = backend.scope() if backend is not None else _null_scope()
     with scope:
-        model = zoo.create_model(flags.model, recipe=recipe, num_classes=num_classes)
+        model = zoo.create_model(config.model.name, recipe=recipe, num_classes=num_classes)
     load_weights(model, checkpoint)
-    label_map = find_label_map(flags, checkpoint)
+    label_map = find_label_map(config.predict.label_map, checkpoint)
     return InferenceModel(model=zoo.inference_model(model), checkpoint=checkpoint, num_classes=num_classes,
-                          config=preprocess_config(flags, recipe), names=class_names(label_map, num_classes),
+                          config=preprocess_config(config.augment, recipe), names=class_names(label_map, num_classes),
                           label_map_path=label_map)
 
 
@@ -166,7 +165,7 @@ def preprocess_files(paths: Sequence[str], config: preprocessing.PreprocessConfi
     return preprocessing.normalize_for(tf.stack(images), config)
 
 
-def _top(probabilities: np.ndarray, names: Sequence[str], k: int) -> Tuple[Tuple[int, float, str], ...]:
+def top_k(probabilities: np.ndarray, names: Sequence[str], k: int) -> Tuple[Tuple[int, float, str], ...]:
     # Stable sort: ties keep the lower label first, as tf.math.top_k does.
     order = np.argsort(-probabilities, kind="stable")[:k]
     return tuple((int(i), float(probabilities[i]), names[i]) for i in order)
@@ -181,23 +180,3 @@ def format_predictions(predictions: Sequence[Prediction]) -> List[str]:
             shown = f"{name} (label {label})" if name else f"label {label}"
             lines.append(f"  {rank}. {prob:.6f}  {shown}")
     return lines
-
-
-def predict(flags: Any, backend: Backend, top_k: int = 5) -> List[Prediction]:
-    """``--mode=predict``: prints the top-5 of every ``--image`` and returns them."""
-    paths = [p for p in (flags.image or []) if p]
-    if not paths:
-        raise ValueError("--mode=predict needs images: pass --image=PATH[,PATH...].")
-    inference = load_inference_model(flags, backend)
-    log = TrainLog(None)
-    images = preprocess_files(paths, inference.config)
-    logits = tf.cast(inference.model(images, training=False), tf.float32)
-    probabilities = tf.nn.softmax(logits).numpy()
-    k = min(top_k, inference.num_classes)
-    predictions = [Prediction(path, _top(probabilities[i], inference.names, k)) for i, path in enumerate(paths)]
-    source = (f"names from {inference.label_map_path}" if inference.label_map_path
-              else "no label map found: classes shown by index (pass --label_map=FILE for names)")
-    log.info(f"Predictions of {inference.checkpoint} ({flags.model}, {inference.num_classes} classes; {source})")
-    for line in format_predictions(predictions):
-        log.info(line)
-    return predictions

@@ -18,18 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import tensorflow as tf
 
 from atomic import publish_directory
-from backends.base import Backend
 from datasets import preprocessing
-from training.ema import load_ema_weights
-from training.log import TrainLog
-from evaluation.predictor import LABEL_MAP_NAME, InferenceModel, load_inference_model
+from evaluation.predictor import LABEL_MAP_NAME, InferenceModel
 
-__all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "ServingModule", "export", "write_saved_model"]
+__all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "ServingModule", "write_saved_model"]
 
 BYTES_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "serving_images"
@@ -102,22 +99,3 @@ def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name:
         if inference.label_map_path:
             shutil.copyfile(inference.label_map_path, os.path.join(tmp, LABEL_MAP_NAME))
     return export_dir
-
-
-def export(flags: Any, backend: Backend) -> Optional[str]:
-    """``--mode=export``: restores the checkpoint and writes the SavedModel to ``--export_dir``."""
-    if not flags.export_dir:
-        raise ValueError("--mode=export needs --export_dir=DIR (a directory that does not exist yet).")
-    if not backend.is_chief:
-        return None
-    inference = load_inference_model(flags, backend)
-    if getattr(flags, "model_ema", False):  # serve the weight average instead of the raw weights
-        load_ema_weights(inference.model, inference.checkpoint)
-    path = write_saved_model(inference, flags.export_dir, model_name=flags.model)
-    log = TrainLog(None)
-    averaged = " (its --model_ema weight average)" if getattr(flags, "model_ema", False) else ""
-    log.info(f"Exported {inference.checkpoint}{averaged} ({flags.model}, {inference.num_classes} classes, input "
-             f"{inference.config.image_size}px) to {path}")
-    log.info(f"Signatures: {BYTES_SIGNATURE}(image_bytes: encoded images), {IMAGES_SIGNATURE}(images: float32 "
-             "normalised NHWC)")
-    return path

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_compat import variable_path
+from run_config import RegularizationConfig
 from runs.checkpoints import has_object
 
 __all__ = ["EMA_PREFIX", "ModelEMA", "adjusted_decay", "checkpoint_has_ema", "load_ema_weights"]
@@ -183,9 +184,11 @@ def load_ema_weights(model, path: str) -> int:
     return len(named)
 
 
-def maybe_ema(flags, model, *, global_batch: int, warmup_steps: int) -> Optional[ModelEMA]:
-    """The run's :class:`ModelEMA` from ``--model_ema*`` flags (None when off); call inside the strategy scope."""
-    if not getattr(flags, "model_ema", False):
+def maybe_ema(config: RegularizationConfig, model, *, global_batch: int, max_epochs: float,
+              warmup_steps: int) -> Optional[ModelEMA]:
+    """The run's :class:`ModelEMA` from its ``model_ema*`` settings (None when off); call inside the strategy
+    scope."""
+    if not config.model_ema:
         return None
-    decay = adjusted_decay(flags.model_ema_decay, global_batch, flags.model_ema_steps, flags.max_epochs)
-    return ModelEMA(model, decay, every_steps=flags.model_ema_steps, warmup_steps=warmup_steps)
+    decay = adjusted_decay(config.model_ema_decay, global_batch, config.model_ema_steps, max_epochs)
+    return ModelEMA(model, decay, every_steps=config.model_ema_steps, warmup_steps=warmup_steps)

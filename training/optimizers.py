@@ -9,8 +9,8 @@ each replica's copy of a variable), checkpointable slot variables and the loss-s
 their Keras base class.
 
 Weight decay. The trainer adds weight decay as the gradient term ``c_v * v`` with the per-variable
-coefficients of :func:`training.weight_decay.decay_coefficients`. The optimizers in
-:data:`DECAY_IN_OPTIMIZER` take those coefficients instead (``decay=``, aligned with the variables
+coefficients of :func:`training.weight_decay.decay_coefficients`. The optimizers registered with
+``decoupled_decay`` (``training/__init__.py``) take those coefficients instead (``decay=``, aligned with the variables
 the optimizer is built on) and apply them themselves, so the trainer must not add the term:
 
 * ``adamw``: decoupled, ``v -= lr * c_v * v`` before the Adam step, as ``torch.optim.AdamW``.
@@ -30,22 +30,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from keras_compat import IS_KERAS_3, keras
+from registry import OPTIMIZERS
+from run_config import OptimizerConfig
 
-OPTIMIZERS = ("momentum", "sgd", "adam", "rmsprop", "adamw", "lamb", "lars", "rmsprop_tf", "rmsprop_torch")
-
-# Optimizers that apply the per-variable weight decay themselves (the trainer must not add c * v).
-DECAY_IN_OPTIMIZER = frozenset({"adamw", "lamb", "lars"})
-# The name the trainer's config uses; LARS is coupled but, like the decoupled ones, applies it itself.
-DECOUPLED_DECAY = DECAY_IN_OPTIMIZER
-
-__all__ = ["DECAY_IN_OPTIMIZER", "DECOUPLED_DECAY", "OPTIMIZERS", "AdamWRule", "LambRule", "LarsRule", "RMSpropRule",
-           "RuleOptimizer", "UpdateRule", "build_optimizer", "decay_in_optimizer", "gradient_scale", "is_loss_scaled",
-           "scale_loss", "unscale_gradients"]
+__all__ = ["AdamWRule", "LambRule", "LarsRule", "RMSpropRule", "RuleOptimizer", "UpdateRule", "build_optimizer",
+           "decay_in_optimizer", "gradient_scale", "is_loss_scaled", "scale_loss", "unscale_gradients"]
 
 
 def decay_in_optimizer(name: str) -> bool:
-    """True when optimizer ``name`` applies weight decay itself (pass it ``decay=``; add no gradient term)."""
-    return name in DECAY_IN_OPTIMIZER
+    """True when optimizer ``name`` applies weight decay itself (pass it ``decay=``; add no gradient term):
+    its registration says ``decoupled_decay=True`` (adamw, lamb; lars, coupled but inside its trust ratio)."""
+    return bool(OPTIMIZERS.metadata(name).get("decoupled_decay"))
 
 
 # -- update rules: one implementation each, plain tensor functions ------------------------------------
@@ -281,66 +276,85 @@ else:
             return config
 
 
-def build_optimizer(
-    name: str,
-    learning_rate,
-    *,
-    momentum: float = 0.9,
-    use_nesterov: bool = True,
-    epsilon: float = 1e-7,
-    loss_scaling: bool = False,
-    decay: Optional[Sequence[float]] = None,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    rho: float = 0.9,
-    trust_coefficient: float = 0.001,
-):
-    """Creates a Keras optimizer.
+def build_optimizer(config: OptimizerConfig, learning_rate, *, loss_scaling: bool = False,
+                    decay: Optional[Sequence[float]] = None):
+    """Creates the Keras optimizer ``config.optimizer`` names (a builder of ``registry.OPTIMIZERS``).
 
     Args:
-        name: one of ``OPTIMIZERS``: ``momentum`` (heavy-ball, Nesterov if ``use_nesterov``), ``sgd``
-            (plain), ``adam``, ``rmsprop`` (Keras'), ``adamw``, ``lamb``, ``lars``, ``rmsprop_tf``,
-            ``rmsprop_torch`` (see the module docstring and :class:`RMSpropRule`).
+        config: the optimizer settings (name, momentum, betas, epsilon, ...).
         learning_rate: a float or a ``LearningRateSchedule`` evaluated at ``optimizer.iterations``.
-        momentum: momentum coefficient of ``momentum``, ``rmsprop*`` and ``lars``.
-        use_nesterov: Nesterov momentum for ``momentum``.
-        epsilon: numerical-stability term of ``adam``, ``adamw``, ``lamb`` and ``rmsprop*``.
         loss_scaling: wrap in a dynamic loss-scale optimizer (float16 training).
-        decay: ``adamw``/``lamb``/``lars`` (:data:`DECAY_IN_OPTIMIZER`): the weight-decay coefficient of each
-            variable the optimizer will be built on, in that order; ignored by the others.
-        beta1: first-moment decay of ``adam``, ``adamw``, ``lamb``.
-        beta2: second-moment decay of ``adam``, ``adamw``, ``lamb``.
-        rho: squared-gradient decay of ``rmsprop*`` (torch's ``alpha``, TF's ``decay``).
-        trust_coefficient: ``lars``' eta.
+        decay: for optimizers registered with ``decoupled_decay`` (adamw, lamb, lars): the weight-decay
+            coefficient of each variable the optimizer will be built on, in that order; ignored by the others.
     """
-    rules = {
-        "adamw": lambda: AdamWRule(beta1, beta2, epsilon),
-        "lamb": lambda: LambRule(beta1, beta2, epsilon),
-        "lars": lambda: LarsRule(momentum, trust_coefficient),
-        "rmsprop_tf": lambda: RMSpropRule(rho, momentum, epsilon, tf_style=True),
-        "rmsprop_torch": lambda: RMSpropRule(rho, momentum, epsilon, tf_style=False),
-    }
-    if name == "momentum":
-        sgd = FusedMomentumSGD if IS_KERAS_3 else keras.optimizers.SGD
-        opt = sgd(learning_rate, momentum=momentum, nesterov=use_nesterov)
-    elif name == "sgd":
-        opt = keras.optimizers.SGD(learning_rate)
-    elif name == "adam":
-        opt = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon)
-    elif name == "rmsprop":
-        opt = keras.optimizers.RMSprop(learning_rate, rho=rho, momentum=momentum, epsilon=epsilon)
-    elif name in rules:
-        if not hasattr(keras.optimizers.Optimizer, "add_variable_from_reference"):
-            raise ValueError(f"--optimizer={name} needs Keras 3 or tf_keras >= 2.11; this TensorFlow's Keras "
-                             f"({keras.optimizers.Optimizer.__name__}) has the old optimizer API. Use momentum, sgd, "
-                             "adam or rmsprop here.")
-        opt = RuleOptimizer(rules[name](), learning_rate, decay=decay if name in DECAY_IN_OPTIMIZER else None,
-                            name=name)
-    else:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    opt = OPTIMIZERS.get(config.optimizer)(config, learning_rate, decay if decay_in_optimizer(config.optimizer)
+                                           else None)
     if loss_scaling:
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
+
+
+# -- the registered builders (training/__init__.py registers each with its description) ------------
+
+
+def momentum(config: OptimizerConfig, learning_rate, decay=None):
+    """Heavy-ball momentum, Nesterov with ``use_nesterov`` (one fused kernel per variable under Keras 3)."""
+    sgd = FusedMomentumSGD if IS_KERAS_3 else keras.optimizers.SGD
+    return sgd(learning_rate, momentum=config.momentum, nesterov=config.use_nesterov)
+
+
+def sgd(config: OptimizerConfig, learning_rate, decay=None):
+    """Plain SGD."""
+    return keras.optimizers.SGD(learning_rate)
+
+
+def adam(config: OptimizerConfig, learning_rate, decay=None):
+    """Keras' Adam."""
+    return keras.optimizers.Adam(learning_rate, beta_1=config.adam_beta1, beta_2=config.adam_beta2,
+                                 epsilon=config.optimizer_epsilon)
+
+
+def rmsprop(config: OptimizerConfig, learning_rate, decay=None):
+    """Keras' RMSprop."""
+    return keras.optimizers.RMSprop(learning_rate, rho=config.rmsprop_decay, momentum=config.momentum,
+                                    epsilon=config.optimizer_epsilon)
+
+
+def _rule_optimizer(name: str, rule: UpdateRule, learning_rate, decay):
+    if not hasattr(keras.optimizers.Optimizer, "add_variable_from_reference"):
+        raise ValueError(f"--optimizer={name} needs Keras 3 or tf_keras >= 2.11; this TensorFlow's Keras "
+                         f"({keras.optimizers.Optimizer.__name__}) has the old optimizer API. Use momentum, sgd, "
+                         "adam or rmsprop here.")
+    return RuleOptimizer(rule, learning_rate, decay=decay, name=name)
+
+
+def adamw(config: OptimizerConfig, learning_rate, decay=None):
+    """torch's AdamW: decoupled weight decay."""
+    return _rule_optimizer("adamw", AdamWRule(config.adam_beta1, config.adam_beta2, config.optimizer_epsilon),
+                           learning_rate, decay)
+
+
+def lamb(config: OptimizerConfig, learning_rate, decay=None):
+    """LAMB (You et al. 2019)."""
+    return _rule_optimizer("lamb", LambRule(config.adam_beta1, config.adam_beta2, config.optimizer_epsilon),
+                           learning_rate, decay)
+
+
+def lars(config: OptimizerConfig, learning_rate, decay=None):
+    """LARS (You et al. 2017)."""
+    return _rule_optimizer("lars", LarsRule(config.momentum, config.lars_trust_coefficient), learning_rate, decay)
+
+
+def rmsprop_tf(config: OptimizerConfig, learning_rate, decay=None):
+    """TF1's RMSprop: epsilon inside the root, mean square from 1."""
+    return _rule_optimizer("rmsprop_tf", RMSpropRule(config.rmsprop_decay, config.momentum,
+                                                     config.optimizer_epsilon, tf_style=True), learning_rate, decay)
+
+
+def rmsprop_torch(config: OptimizerConfig, learning_rate, decay=None):
+    """torch's RMSprop."""
+    return _rule_optimizer("rmsprop_torch", RMSpropRule(config.rmsprop_decay, config.momentum,
+                                                        config.optimizer_epsilon, tf_style=False), learning_rate, decay)
 
 
 class FusedMomentumSGD(keras.optimizers.SGD):

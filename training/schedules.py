@@ -21,12 +21,27 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from keras_compat import keras
+from registry import SCHEDULES
+from run_config import ScheduleConfig
 
-SCHEDULES = ("cosine", "constant", "piecewise", "exponential", "polynomial")
 WARMUP_METHODS = ("linear", "constant")
 UNITS = ("epoch", "step")
 
-__all__ = ["SCHEDULES", "UNITS", "WARMUP_METHODS", "WarmupDecaySchedule"]
+__all__ = ["UNITS", "WARMUP_METHODS", "WarmupDecaySchedule", "constant", "cosine", "cosine_restarts", "exponential",
+           "piecewise", "polynomial", "schedule_from_config"]
+
+
+def schedule_from_config(config: ScheduleConfig, lr: float, steps_per_epoch: int) -> "WarmupDecaySchedule":
+    """The run's schedule: ``config``'s warm-up and decay around the effective ``lr`` (already scaled to the
+    run's global batch, :func:`run_config.effective_lr`)."""
+    return WarmupDecaySchedule(
+        lr, steps_per_epoch, warmup_epochs=config.warmup_epochs, max_epochs=config.max_epochs,
+        kind=config.lr_schedule, boundaries=config.lr_decay_boundaries, decay_factor=config.lr_decay_factor,
+        decay_epochs=config.lr_decay_epochs, warmup_method=config.lr_warmup_method,
+        warmup_start_factor=config.lr_warmup_decay, lr_min=config.lr_min, power=config.lr_power,
+        unit=config.lr_schedule_unit, decay_after_warmup=config.lr_decay_after_warmup,
+        decay_steps=config.lr_decay_steps, restart_epochs=config.lr_restart_epochs,
+        restart_mult=config.lr_restart_mult)
 
 
 class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -37,7 +52,8 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         steps_per_epoch: optimizer steps in one epoch (``num_train_images // global_batch``).
         warmup_epochs: epochs of warm-up (may be fractional; 0 disables warm-up).
         max_epochs: cosine and polynomial reach ``lr_min`` at this epoch.
-        kind: one of ``SCHEDULES``.
+        kind: a decay registered in ``registry.SCHEDULES`` (``training/__init__.py``): cosine, constant,
+            piecewise, exponential, polynomial, cosine_restarts.
         boundaries: piecewise: epochs at which the lr is multiplied by ``decay_factor``.
         decay_factor: piecewise / exponential multiplier (torchvision's ``--lr-gamma``).
         decay_epochs: exponential: epochs between two multiplications by ``decay_factor``
@@ -52,6 +68,8 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         decay_after_warmup: the decay's clock starts at the end of the warm-up (torchvision's
             ``SequentialLR``) instead of at step 0.
         decay_steps: exponential: steps between decays, instead of ``decay_epochs``.
+        restart_epochs: cosine_restarts: epochs of the first cosine cycle (torch's ``T_0``).
+        restart_mult: cosine_restarts: each cycle is this many times longer than the one before (``T_mult``).
     """
 
     def __init__(
@@ -72,10 +90,12 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         unit: str = "epoch",
         decay_after_warmup: bool = False,
         decay_steps: Optional[int] = None,
+        restart_epochs: float = 10.0,
+        restart_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if kind not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {kind!r}")
+            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES.list())}, got {kind!r}")
         if warmup_method not in WARMUP_METHODS:
             raise ValueError(f"lr_warmup_method must be one of {WARMUP_METHODS}, got {warmup_method!r}")
         if unit not in UNITS:
@@ -103,28 +123,13 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.unit = unit
         self.decay_after_warmup = bool(decay_after_warmup)
         self.decay_steps = None if decay_steps is None else int(decay_steps)
+        self.restart_epochs = float(restart_epochs)
+        self.restart_mult = float(restart_mult)
+        self._decay = SCHEDULES.get(kind)
 
     def _decayed(self, step, clock):
         """The decay's lr at ``clock`` epochs of the decay (``step``: the schedule's step, for ``decay_steps``)."""
-        lr = tf.constant(self.lr, tf.float32)
-        offset = self.warmup_epochs if self.decay_after_warmup else 0.0
-        span = max(self.max_epochs - offset, 1e-9)
-        done = tf.clip_by_value(clock, 0.0, span) / span  # fraction of cosine / polynomial completed
-        if self.kind == "cosine":
-            return self.lr_min + (lr - self.lr_min) * 0.5 * (1.0 + tf.cos(math.pi * done))
-        if self.kind == "polynomial":
-            return self.lr_min + (lr - self.lr_min) * tf.pow(1.0 - done, self.power)
-        if self.kind == "piecewise":
-            drops = tf.add_n([tf.cast(clock >= b, tf.float32) for b in self.boundaries] + [0.0 * clock])
-            return lr * tf.pow(self.decay_factor, drops)
-        if self.kind == "exponential":
-            if self.decay_steps is not None:
-                offset_steps = float(self.warmup_steps) if self.decay_after_warmup else 0.0
-                count = tf.floor(tf.maximum(step - offset_steps, 0.0) / float(self.decay_steps))
-            else:
-                count = tf.floor(tf.maximum(clock, 0.0) / self.decay_epochs)
-            return lr * tf.pow(self.decay_factor, count)
-        return lr + 0.0 * clock
+        return self._decay(self, step, clock)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -157,4 +162,62 @@ class WarmupDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             decay_factor=self.decay_factor, decay_epochs=self.decay_epochs, warmup_method=self.warmup_method,
             warmup_start_factor=self.warmup_start_factor, lr_min=self.lr_min, power=self.power, unit=self.unit,
             decay_after_warmup=self.decay_after_warmup, decay_steps=self.decay_steps,
+            restart_epochs=self.restart_epochs, restart_mult=self.restart_mult,
         )
+
+
+# -- the registered decays: (schedule, step, clock in epochs of the decay) -> lr ---------------------
+
+
+def _span(s: WarmupDecaySchedule) -> float:
+    return max(s.max_epochs - (s.warmup_epochs if s.decay_after_warmup else 0.0), 1e-9)
+
+
+def cosine(s: WarmupDecaySchedule, step, clock):
+    """Cosine annealing from lr to lr_min over the decay's epochs (the Ascend recipe; CosineAnnealingLR)."""
+    done = tf.clip_by_value(clock, 0.0, _span(s)) / _span(s)
+    return s.lr_min + (s.lr - s.lr_min) * 0.5 * (1.0 + tf.cos(math.pi * done))
+
+
+def polynomial(s: WarmupDecaySchedule, step, clock):
+    """``lr_min + (lr - lr_min) (1 - t/T) ** power`` (torchvision's PolynomialLR with lr_min 0)."""
+    done = tf.clip_by_value(clock, 0.0, _span(s)) / _span(s)
+    return s.lr_min + (s.lr - s.lr_min) * tf.pow(1.0 - done, s.power)
+
+
+def piecewise(s: WarmupDecaySchedule, step, clock):
+    """lr times decay_factor at each boundary epoch passed (torchvision's MultiStepLR; StepLR as boundaries)."""
+    drops = tf.add_n([tf.cast(clock >= b, tf.float32) for b in s.boundaries] + [0.0 * clock])
+    return s.lr * tf.pow(s.decay_factor, drops)
+
+
+def exponential(s: WarmupDecaySchedule, step, clock):
+    """lr times decay_factor every decay_epochs epochs, or every decay_steps steps (StepLR, ExponentialLR)."""
+    if s.decay_steps is not None:
+        offset_steps = float(s.warmup_steps) if s.decay_after_warmup else 0.0
+        count = tf.floor(tf.maximum(step - offset_steps, 0.0) / float(s.decay_steps))
+    else:
+        count = tf.floor(tf.maximum(clock, 0.0) / s.decay_epochs)
+    return s.lr * tf.pow(s.decay_factor, count)
+
+
+def constant(s: WarmupDecaySchedule, step, clock):
+    """The peak lr throughout."""
+    return s.lr + 0.0 * clock
+
+
+def cosine_restarts(s: WarmupDecaySchedule, step, clock):
+    """Cosine annealing with warm restarts (Loshchilov & Hutter, SGDR, arXiv:1608.03983; torch's
+    CosineAnnealingWarmRestarts): cycles of ``restart_epochs x restart_mult**k`` epochs, each from lr to lr_min."""
+    t = tf.maximum(clock, 0.0)
+    t0, mult = s.restart_epochs, s.restart_mult
+    if mult == 1.0:
+        cycle_len = tf.constant(t0, tf.float32)
+        t_cur = t - tf.floor(t / t0) * t0
+    else:
+        # Cycle k starts at t0 (mult**k - 1) / (mult - 1).
+        k = tf.floor(tf.math.log(t * (mult - 1.0) / t0 + 1.0) / math.log(mult))
+        start = t0 * (tf.pow(mult, k) - 1.0) / (mult - 1.0)
+        cycle_len = t0 * tf.pow(mult, k)
+        t_cur = t - start
+    return s.lr_min + (s.lr - s.lr_min) * 0.5 * (1.0 + tf.cos(math.pi * t_cur / cycle_len))

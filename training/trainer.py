@@ -25,7 +25,7 @@ __all__ = ["PeriodicHook", "TrainConfig", "TrainResult", "Trainer"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What the loop needs to know, resolved from flags by ``modes.runner``.
+    """What the loop needs to know, from the run's configuration and dataset (``modes.train``).
 
     Attributes:
         num_classes: classifier size.

@@ -30,7 +30,7 @@ _BIAS_NAMES = ("bias", "beta")  # Keras names a normalisation layer's bias "beta
 
 @dataclass(frozen=True)
 class DecayRule:
-    """The weight-decay settings of a run (flags, with the model recipe's defaults).
+    """The weight-decay settings of a run (its configuration, with the model recipe's embedding variables).
 
     Attributes:
         weight_decay: rate of every variable no other rule covers.

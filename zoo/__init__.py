@@ -11,7 +11,7 @@ when a model is created.
 from __future__ import annotations
 
 import inspect
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from registry import MODELS
 
@@ -33,6 +33,7 @@ __all__ = [
     "TorchvisionSource",
     "create_model",
     "get_recipe",
+    "recipe_settings",
     "get_torchvision_source",
     "inference_model",
     "list_models",
@@ -60,6 +61,20 @@ def get_recipe(name: str) -> ModelRecipe:
     """The default recipe registered with model ``name``."""
     recipe = MODELS.metadata(name).get("recipe")
     return recipe if recipe is not None else ModelRecipe()
+
+
+def recipe_settings(name: str) -> Dict[str, Any]:
+    """The settings model ``name``'s recipe gives a run: its training settings (flag name -> value), the
+    global batch its ``lr`` is stated for, and its input size. Empty for a model registered without a
+    recipe of its own (a plugin): such a run trains with the configuration's generic defaults."""
+    recipe = MODELS.metadata(name).get("recipe")
+    if recipe is None:
+        return {}
+    settings: Dict[str, Any] = {"image_size": recipe.input_size}
+    settings.update(recipe.hparams)
+    if "lr" in recipe.hparams:
+        settings["lr_reference_batch"] = recipe.lr_reference_batch
+    return settings
 
 
 def get_torchvision_source(name: str) -> Optional[TorchvisionSource]:
