@@ -197,8 +197,8 @@ def print_registries(model_patterns: Sequence[str] = ()) -> None:
             print(f"  {entry_name:20s} {desc}")
 
 
-def resolve_command_line(argv: Sequence[str]) -> Tuple[run_config.Resolved, List[Layer], Dict[str, bool]]:
-    """The configuration the arguments describe (without a finished run's saved settings).
+def resolve_command_line(argv: Sequence[str]) -> Tuple[Optional[run_config.Resolved], List[Layer], Dict[str, bool]]:
+    """The configuration the arguments describe (without a finished run's saved settings); None with ``--list``.
 
     Raises:
         SettingError: a bad flag, value or name (one line).
@@ -208,6 +208,14 @@ def resolve_command_line(argv: Sequence[str]) -> Tuple[run_config.Resolved, List
     layers, actions = command_line_layers(argv)
     registry.import_extra_modules(_extra_modules(layers))
     registry.load_entry_point_plugins()
+    if actions["list"]:
+        return None, layers, actions
+    model = next((layer.values["model"] for layer in reversed(layers) if "model" in layer.values), None)
+    if model is not None:
+        try:
+            registry.MODELS.entry(model)
+        except registry.RegistryError as e:
+            raise SettingError(f"--model={model}: {e}") from None
     resolved = run_config.resolve(layers, recipe_of=zoo.recipe_settings)
     check_names(resolved.config)
     return resolved, layers, actions
@@ -245,8 +253,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if actions["list"]:
-        model_given = any("model" in layer.values for layer in layers)
-        print_registries([resolved.config.model.name] if model_given else [])
+        patterns = [layer.values["model"] for layer in layers if "model" in layer.values][-1:]
+        print_registries(patterns)
         return 0
     from modes import runner  # TensorFlow is imported from here on
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 from typing import List, Optional, Tuple
 
-__all__ = ["CONFIG_NAME", "LABEL_MAP_NAME", "RESULTS_ROOT", "checkpoint_dir", "default_log_dir", "job_dir", "label_map_candidates",
+__all__ = ["CONFIG_NAME",
+           "LABEL_MAP_NAME", "RESULTS_ROOT", "checkpoint_dir", "default_log_dir", "job_dir", "label_map_candidates",
            "label_map_path", "launcher_log_path", "rank_dirs", "rank_table_path"]
 
 RESULTS_ROOT = "results"

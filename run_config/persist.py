@@ -15,10 +15,10 @@ import subprocess
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from atomic import write_text
-from run_dir import CONFIG_NAME
 from run_config.fields import SettingError
 from run_config.groups import GROUPS, RunConfig, group_fields
 from run_config.resolve import SETTINGS, Resolved, with_values
+from run_dir import CONFIG_NAME
 
 __all__ = ["CONFIG_NAME", "FORMAT", "PROJECT_VERSION", "document", "find_run_config", "from_document", "read",
            "write"]

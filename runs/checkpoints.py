@@ -33,8 +33,8 @@ from absl import logging
 from atomic import TEMP_MARKER, write_text
 
 __all__ = ["CHECKPOINT_NAME", "READ_ERRORS", "CheckpointMismatchError", "CheckpointSaveError", "Checkpointer",
-           "SETTINGS_SUFFIX", "checkpoint_files", "has_object", "list_checkpoints", "previous_checkpoint", "read_settings",
-           "remove_incomplete", "step_of"]
+           "SETTINGS_SUFFIX", "checkpoint_files", "has_object", "list_checkpoints", "previous_checkpoint",
+           "read_settings", "remove_incomplete", "step_of"]
 
 CHECKPOINT_NAME = "model.ckpt"
 SETTINGS_SUFFIX = ".settings.json"

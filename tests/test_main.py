@@ -1,6 +1,6 @@
 """main.py end to end, in real processes: logs, checkpoints, resumption, flags and errors."""
 
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -81,26 +81,6 @@ def test_killed_run_resumes_without_repeating_or_skipping_steps(tmp_path):
     assert after == list(range(resumed_at + 2, 41, 2))
 
 
-def test_flagfile_round_trip(tmp_path):
-    import main
-
-    flags = main.FLAGS
-    try:
-        flags(["main.py", "--flagfile=" + os.path.join(ROOT, "configs/alexnet_imagenet_8p.flags")])
-        assert (flags.rank_size, flags.batch_size, flags.lr, flags.max_epochs) == (8, 128, 0.06, 150)
-        assert flags.use_nesterov and flags.label_smoothing == 0.1 and flags.weight_decay == 1e-4
-        saved = {name: flags[name].value for name in ("rank_size", "batch_size", "lr", "iterations_per_loop",
-                                                      "warmup_epochs", "model", "optimizer")}
-        path = tmp_path / "round_trip.flags"
-        path.write_text(flags.flags_into_string())
-        flags.unparse_flags()
-        assert flags["rank_size"].value == 1  # back to defaults
-        flags(["main.py", f"--flagfile={path}"])
-        assert {name: flags[name].value for name in saved} == saved
-    finally:
-        flags.unparse_flags()
-
-
 def test_flagfile_runs_with_overrides(tmp_path):
     out = run_main("--flagfile=configs/alexnet_imagenet_1p.flags", "--backend=cpu", "--synthetic",
                    "--max_train_steps=2", "--batch_size=4", "--image_size=63", "--num_classes=10",
@@ -118,9 +98,10 @@ def test_unknown_model_names_the_closest():
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--batch_size=0", "flag --batch_size=0"),
-    ("--optimizer=adagrad", "flag --optimizer=adagrad: value should be one of"),
-    ("--lr_decay_boundaries=60,30", "--lr_decay_boundaries must be increasing"),
+    ("--batch_size=0", "error: --batch_size=0: must be at least 1."),
+    ("--optimizer=adagrad", "error: --optimizer=adagrad: must be one of adam, adamw, lamb, lars, momentum"),
+    ("--lr_decay_boundaries=60,30", "--lr_decay_boundaries=60.0,30.0: must be increasing numbers of epochs."),
+    ("--no_such_setting=1", "error: Unknown command line flag 'no_such_setting'"),
     ("--version=orthogonal", "--initializer=orthogonal: must be one of he_uniform, torchvision, xavier"),
     ("--model=resnet18 --initializer=xavier", "--initializer=xavier: model resnet18 has no initialiser choice"),
     ("--model=resnet18 --stochastic_depth_rate=0.1 --image_size=32",
@@ -160,16 +141,20 @@ def test_recipe_supplies_defaults_of_flags_not_set(tmp_path):
     out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
                    "--batch_size=2", "--max_train_steps=2", "--save_summary_steps=1", "--lr=0.05",
                    f"--log_dir={tmp_path}")
-    recipe_line = next(line for line in out.stdout.splitlines() if line.startswith("From the resnet18 recipe"))
-    assert "--lr_schedule=piecewise" in recipe_line and "--lr_decay_boundaries=30,60" in recipe_line
-    assert "--lr=" not in recipe_line  # set on the command line: the user's value wins
-    assert "--label_smoothing=0.0" in recipe_line
+    saved = json.loads((tmp_path / "config.json").read_text())
+    schedule, sources = saved["config"]["schedule"], saved["sources"]
+    assert (schedule["lr_schedule"], sources["lr_schedule"]) == ("piecewise", "recipe resnet18")
+    assert (schedule["lr_decay_boundaries"], sources["lr_decay_boundaries"]) == ([30.0, 60.0], "recipe resnet18")
+    assert saved["config"]["regularization"]["label_smoothing"] == 0.0
+    assert (schedule["lr"], sources["lr"]) == (0.05, "command line")  # the user's value wins, used exactly
+    assert saved["derived"]["lr"] == 0.05
+    assert "Learning rate: lr 0.05, used as given" in out.stdout
     assert [p["lr"] for p in log_lines(out.stdout)] == [0.05, 0.05]
 
 
 def test_recipe_lr_is_scaled_to_the_global_batch_unless_set(tmp_path):
     out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
                    "--batch_size=8", "--max_train_steps=1", "--save_summary_steps=1", f"--log_dir={tmp_path}")
-    assert ("--lr=0.003125: the resnet18 recipe's 0.1 for a global batch of 256, scaled linearly to this run's 8"
-            in out.stdout)
+    assert ("Learning rate: lr 0.003125 = 0.1 (stated for a global batch of 256) x 8/256, scaled linearly to this "
+            "run's global batch" in out.stdout)
     assert [p["lr"] for p in log_lines(out.stdout)] == [pytest.approx(0.003125, abs=1e-5)]  # 5 decimals printed

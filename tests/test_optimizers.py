@@ -10,9 +10,8 @@ import tensorflow as tf
 from conftest import ROOT
 
 from keras_compat import IS_KERAS_3, create_optimizer_variables, keras, optimizer_variables
+from registry import OPTIMIZERS
 from training.optimizers import (
-    DECAY_IN_OPTIMIZER,
-    OPTIMIZERS,
     build_optimizer,
     decay_in_optimizer,
     scale_loss,
@@ -127,7 +126,7 @@ RULES = ("adamw", "lamb", "lars", "rmsprop_tf", "rmsprop_torch")
 def test_matches_numpy_reference(name):
     weights, grads = _problem()
     # eta 0.1 rather than LARS' usual 0.001: steps large enough to tell a wrong rule from a right one.
-    got, _, _ = _run_tf(name, weights, grads, epsilon=1e-7, trust_coefficient=0.1)
+    got, _, _ = _run_tf(name, weights, grads, optimizer_epsilon=1e-7, lars_trust_coefficient=0.1)
     # Only the decay-applying optimizers take the coefficients; the others ignore them (the trainer adds g + c*v).
     want = np_reference(name, weights, grads, DECAY if decay_in_optimizer(name) else [0.0] * 3, eta=0.1)
     for g, w in zip(got, want):
@@ -137,8 +136,7 @@ def test_matches_numpy_reference(name):
 
 
 def test_decay_set():
-    assert DECAY_IN_OPTIMIZER == {"adamw", "lamb", "lars"}
-    assert set(DECAY_IN_OPTIMIZER) <= set(OPTIMIZERS)
+    assert {n for n in OPTIMIZERS.list() if decay_in_optimizer(n)} == {"adamw", "lamb", "lars"}
     assert not decay_in_optimizer("momentum")
 
 
@@ -156,7 +154,8 @@ _TWO_REPLICAS = textwrap.dedent("""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     weights, grads = t._problem(1)
     for name in ("lamb", "lars"):
-        got, _, variables = t._run_tf(name, weights, grads, strategy=strategy, epsilon=1e-7, trust_coefficient=0.1)
+        got, _, variables = t._run_tf(name, weights, grads, strategy=strategy, optimizer_epsilon=1e-7,
+                                      lars_trust_coefficient=0.1)
         assert type(variables[0]).__name__ == "MirroredVariable"
         for g, w in zip(got, t.np_reference(name, weights, grads, t.DECAY, eta=0.1)):
             np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
@@ -197,7 +196,7 @@ def test_two_replicas():
 def test_loss_scaling():
     """The fp16 loss-scale wrapper (the trainer's scale/unscale) gives the same update."""
     weights, grads = _problem(1)
-    got, opt, _ = _run_tf("adamw", weights, grads, epsilon=1e-7, loss_scaling=True)
+    got, opt, _ = _run_tf("adamw", weights, grads, optimizer_epsilon=1e-7, loss_scaling=True)
     want = np_reference("adamw", weights, grads, DECAY, eps=1e-7)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
@@ -207,7 +206,7 @@ def test_adamw_equals_torch():
     torch = pytest.importorskip("torch")
     weights, grads = _problem(2)
     decay = [0.05, 0.05, 0.05]
-    got, _, _ = _run_tf("adamw", weights, grads, decay=decay, epsilon=1e-8)
+    got, _, _ = _run_tf("adamw", weights, grads, decay=decay, optimizer_epsilon=1e-8)
     params = [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in weights]
     opt = torch.optim.AdamW(params, lr=LRS[0], weight_decay=0.05, eps=1e-8)
     for t, gs in enumerate(grads):
@@ -223,7 +222,7 @@ def test_adamw_equals_torch():
 def test_rmsprop_torch_equals_torch():
     torch = pytest.importorskip("torch")
     weights, grads = _problem(3)
-    got, _, _ = _run_tf("rmsprop_torch", weights, grads, epsilon=0.0316, rho=0.9, momentum=0.9)
+    got, _, _ = _run_tf("rmsprop_torch", weights, grads, optimizer_epsilon=0.0316, rmsprop_decay=0.9, momentum=0.9)
     params = [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in weights]
     opt = torch.optim.RMSprop(params, lr=LRS[0], alpha=0.9, eps=0.0316, momentum=0.9)
     for t, gs in enumerate(grads):

@@ -14,8 +14,9 @@ import tensorflow as tf
 
 from backends.cpu import CPUBackend
 from keras_compat import create_optimizer_variables, keras, variable_path
+from registry import OPTIMIZERS
 from training.log import TrainLog
-from training.optimizers import OPTIMIZERS, build_optimizer
+from training.optimizers import build_optimizer
 from training.schedules import WarmupDecaySchedule
 from training.trainer import TrainConfig, Trainer
 from training.weight_decay import DecayRule, decay_coefficients, l2_penalty
@@ -87,7 +88,7 @@ def _data(steps: int):
     return images, labels
 
 
-@pytest.mark.parametrize("optimizer_name", OPTIMIZERS)
+@pytest.mark.parametrize("optimizer_name", OPTIMIZERS.list())
 def test_gradient_term_step_equals_l2_in_the_loss(optimizer_name):
     steps, wd, lr = 4, 0.05, 0.1
     rule = DecayRule(weight_decay=wd, norm_weight_decay=0.0)

@@ -15,6 +15,7 @@ nothing at all when the input has not changed.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -302,11 +303,8 @@ def build(
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def main(argv: Sequence[str]) -> int:
-    from absl import flags
-
-    del argv
-    f = flags.FLAGS
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    f = _parser().parse_args(argv)
     try:
         summary = build(f.input_dir, f.output_dir, train_shards=f.train_shards,
                         validation_shards=f.validation_shards, num_workers=f.num_workers or None,
@@ -328,24 +326,22 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("input_dir", None, "Image folder with train/<class>/ and val/<class>/.", required=True)
-    flags.DEFINE_string("output_dir", None, "Where the TFRecord shards go.", required=True)
-    flags.DEFINE_integer("train_shards", None, "Training shards (default: about 1,250 images each; ImageNet: 1024).",
-                         lower_bound=1)
-    flags.DEFINE_integer("validation_shards", None, "Validation shards (default: about 1,250 images each; "
-                         "ImageNet: 128).", lower_bound=1)
-    flags.DEFINE_integer("num_workers", 0, "Parallel processes (0: one per CPU core).", lower_bound=0)
-    flags.DEFINE_integer("label_offset_out", 1, "Stored label = class index + this (ImageNet: 1).")
-    flags.DEFINE_bool("skip_bad", False, "Leave out files that do not decode (listed and counted) instead "
-                      "of stopping.")
-    flags.DEFINE_string("bbox_csv", None, "Optional bounding boxes: lines 'filename,xmin,ymin,xmax,ymax' (0..1).")
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Image folders (train/<class>/, val/<class>/) -> ImageNet TFRecords.")
+    p.add_argument("--input_dir", required=True, help="Image folder with train/<class>/ and val/<class>/.")
+    p.add_argument("--output_dir", required=True, help="Where the TFRecord shards go.")
+    p.add_argument("--train_shards", type=int, default=None,
+                   help="Training shards (default: about 1,250 images each; ImageNet: 1024).")
+    p.add_argument("--validation_shards", type=int, default=None,
+                   help="Validation shards (default: about 1,250 images each; ImageNet: 128).")
+    p.add_argument("--num_workers", type=int, default=0, help="Parallel processes (0: one per CPU core).")
+    p.add_argument("--label_offset_out", type=int, default=1, help="Stored label = class index + this (ImageNet: 1).")
+    p.add_argument("--skip_bad", action="store_true",
+                   help="Leave out files that do not decode (listed and counted) instead of stopping.")
+    p.add_argument("--bbox_csv", default=None,
+                   help="Optional bounding boxes: lines 'filename,xmin,ymin,xmax,ymax' (0..1).")
+    return p
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

@@ -224,8 +224,9 @@ def imported_modules(path: str, root: str, modules: Dict[str, str]) -> List[Tupl
                 base = ".".join(pkg_parts + ([base] if base else []))
             written = f"from {'.' * node.level}{node.module or ''} import "
             names = [(f"{base}.{a.name}" if base else a.name, base, written + a.name) for a in node.names]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_lazy"
-              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "register_lazy" and len(node.args) > 1
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
             # A lazy registry entry ("package.module:attribute") imports its module when it is built.
             target = node.args[1].value.partition(":")[0]
             names = [(target, target, f"register_lazy(..., {node.args[1].value!r})")]

@@ -11,10 +11,11 @@ later record replacing an earlier one of the same step.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -114,13 +115,12 @@ def plot(records: Sequence[Dict], output: str, title: str = "") -> str:
     return output
 
 
-def main(argv: Sequence[str]) -> int:
-    from absl import flags
-
-    f = flags.FLAGS
-    if len(argv) > 1:
-        print(f"unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-        return 2
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Training and evaluation curves of a run, as a PNG.")
+    parser.add_argument("--run", required=True, help="A run's log directory, or its metrics.jsonl.")
+    parser.add_argument("--output", default=None, help="PNG to write (default: curves.png in the run directory).")
+    parser.add_argument("--title", default=None, help="Figure title (default: the run directory).")
+    f = parser.parse_args(argv)
     run_dir = f.run if os.path.isdir(f.run) else os.path.dirname(os.path.abspath(f.run))
     output = f.output or os.path.join(run_dir, "curves.png")
     try:
@@ -133,9 +133,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-
-    flags.DEFINE_string("run", None, "A run's log directory, or its metrics.jsonl.", required=True)
-    flags.DEFINE_string("output", None, "PNG to write (default: curves.png in the run directory).")
-    flags.DEFINE_string("title", None, "Figure title (default: the run directory).")
-    app.run(main)
+    sys.exit(main())

@@ -25,7 +25,8 @@ adaptation (trust ratio 1), as tf-models' LARS and timm's LAMB do by default.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -276,17 +277,21 @@ else:
             return config
 
 
-def build_optimizer(config: OptimizerConfig, learning_rate, *, loss_scaling: bool = False,
-                    decay: Optional[Sequence[float]] = None):
+def build_optimizer(config: Union[OptimizerConfig, str], learning_rate, *, loss_scaling: bool = False,
+                    decay: Optional[Sequence[float]] = None, **settings: Any):
     """Creates the Keras optimizer ``config.optimizer`` names (a builder of ``registry.OPTIMIZERS``).
 
     Args:
-        config: the optimizer settings (name, momentum, betas, epsilon, ...).
+        config: the optimizer settings (name, momentum, betas, epsilon, ...), or an optimizer's name
+            with ``settings`` (``OptimizerConfig`` fields such as ``momentum=0.9``) for the rest.
         learning_rate: a float or a ``LearningRateSchedule`` evaluated at ``optimizer.iterations``.
         loss_scaling: wrap in a dynamic loss-scale optimizer (float16 training).
         decay: for optimizers registered with ``decoupled_decay`` (adamw, lamb, lars): the weight-decay
             coefficient of each variable the optimizer will be built on, in that order; ignored by the others.
+        **settings: with a name: ``OptimizerConfig`` fields.
     """
+    if isinstance(config, str):
+        config = dataclasses.replace(OptimizerConfig(), optimizer=config, **settings)
     opt = OPTIMIZERS.get(config.optimizer)(config, learning_rate, decay if decay_in_optimizer(config.optimizer)
                                            else None)
     if loss_scaling:

@@ -31,7 +31,7 @@ __all__ = ["UNITS", "WARMUP_METHODS", "WarmupDecaySchedule", "constant", "cosine
            "piecewise", "polynomial", "schedule_from_config"]
 
 
-def schedule_from_config(config: ScheduleConfig, lr: float, steps_per_epoch: int) -> "WarmupDecaySchedule":
+def schedule_from_config(config: ScheduleConfig, lr: float, steps_per_epoch: int) -> WarmupDecaySchedule:
     """The run's schedule: ``config``'s warm-up and decay around the effective ``lr`` (already scaled to the
     run's global batch, :func:`run_config.effective_lr`)."""
     return WarmupDecaySchedule(

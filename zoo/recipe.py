@@ -47,6 +47,9 @@ class ModelRecipe:
         num_classes: classes of the reference training set.
         reference_top1: published top-1 accuracy (percent) of the reference weights, if any.
         reference_top5: published top-5 accuracy (percent), if any.
+        reference: where the reference accuracy and training settings come from: the weights and the
+            recipe that trained them (e.g. torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` and its
+            references/classification command).
         hparams: the reference recipe's training settings, flag name -> value. They become the
             defaults of the flags the user did not set (``training.recipe_flags``).
         lr_reference_batch: the global batch (per-device batch x devices) the recipe's ``lr`` is for.
@@ -72,6 +75,7 @@ class ModelRecipe:
     num_classes: int = 1000
     reference_top1: Optional[float] = None
     reference_top5: Optional[float] = None
+    reference: str = ""
     hparams: Dict[str, Any] = field(default_factory=dict)
     lr_reference_batch: Optional[int] = None
     classifier: Tuple[str, ...] = ("logits",)
