@@ -77,8 +77,8 @@ class HandmadeDataset(ImageDataset):
     name = "handmade"
 
     @classmethod
-    def from_flags(cls, flags_obj: Any, recipe) -> HandmadeDataset:
-        return cls(recipe=recipe, num_classes=flags_obj.num_classes or NUM_CLASSES, seed=flags_obj.seed)
+    def from_config(cls, config: Any, recipe) -> HandmadeDataset:
+        return cls(recipe=recipe, num_classes=config.model.num_classes or NUM_CLASSES, seed=config.seed)
 
     def num_examples(self, split: str) -> int:
         return VAL_SIZE if split == "validation" else TRAIN_SIZE

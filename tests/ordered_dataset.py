@@ -22,8 +22,8 @@ class OrderedTestDataset(ImageDataset):
     name = "ordered_test"
 
     @classmethod
-    def from_flags(cls, flags: Any, recipe) -> "OrderedTestDataset":
-        return cls(recipe=recipe, num_classes=flags.num_classes or 4, seed=flags.seed)
+    def from_config(cls, config: Any, recipe) -> "OrderedTestDataset":
+        return cls(recipe=recipe, num_classes=config.model.num_classes or 4, seed=config.seed)
 
     @property
     def num_classes(self) -> int:

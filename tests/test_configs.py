@@ -29,15 +29,14 @@ def test_flag_file_trains_on_synthetic_data(flagfile, tmp_path):
 
 
 def _values(flagfile: str, present: bool = False):
-    """flag name -> value after parsing ``flagfile`` (only the flags it sets, with ``present``)."""
+    """flag name -> typed value after resolving ``flagfile`` (with ``present``: only the flags it sets)."""
     import main
+    import run_config
 
-    flags = main.FLAGS
-    try:
-        flags(["main.py", f"--flagfile={os.path.join(ROOT, 'configs', flagfile)}"])
-        return {name: flags[name].value for name in flags if flags[name].present or not present}
-    finally:
-        flags.unparse_flags()
+    layers, _ = main.command_line_layers([f"--flagfile={os.path.join(ROOT, 'configs', flagfile)}"])
+    resolved = run_config.resolve(layers, recipe_of=zoo.recipe_settings)
+    names = set(layers[0].values) if present else {s.flag for s in run_config.SETTINGS.values()}
+    return {name: run_config.value_of(resolved.config, name) for name in names}
 
 
 # Flags a flag file may set that its model's hparams leave out: the run's layout and logging, the model it
@@ -45,6 +44,7 @@ def _values(flagfile: str, present: bool = False):
 # hparams because they scale with --image_size), and the weight average: --model_ema changes which weights
 # evaluate and export serve, so a run opts in (the flag file does) rather than every --model=NAME run.
 _NOT_RECIPE = frozenset({"model", "mode", "rank_size", "iterations_per_loop", "save_summary_steps",
+                         "lr_reference_batch",
                          "save_checkpoints_steps", "epochs_between_evals", "image_size", "val_resize_size",
                          "model_ema", "model_ema_steps", "model_ema_decay"})
 
@@ -76,5 +76,6 @@ def test_flag_file_states_its_model_s_registered_recipe(flagfile):
             assert [float(v) for v in got] == [float(v) for v in want], key
         else:
             assert got == want, key
-    global_batch = values["batch_size"] * values["rank_size"]
-    assert values["lr"] / global_batch == pytest.approx(recipe.hparams["lr"] / recipe.lr_reference_batch)
+    # The file states its lr for its own reference batch: the same rate per image as the recipe's.
+    assert values["lr"] / values["lr_reference_batch"] == pytest.approx(
+        recipe.hparams["lr"] / recipe.lr_reference_batch)

@@ -361,7 +361,6 @@ def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp
 
 
 def test_run_dir_layout_and_the_label_map_of_a_multi_rank_job(tmp_path):
-    import types
 
     import run_dir
     from evaluation.predictor import find_label_map
@@ -377,8 +376,7 @@ def test_run_dir_layout_and_the_label_map_of_a_multi_rank_job(tmp_path):
     os.makedirs(f"{job}/0")
     with open(label_map, "w") as f:
         f.write("0\tcat\n")
-    flags = types.SimpleNamespace(label_map=None)
-    assert find_label_map(flags, f"{job}/0/model.ckpt-5") == label_map
+    assert find_label_map(None, f"{job}/0/model.ckpt-5") == label_map
     with open(f"{job}/0/label_map.txt", "w") as f:  # beside the checkpoint wins
         f.write("0\tdog\n")
-    assert find_label_map(flags, f"{job}/0/model.ckpt-5") == f"{job}/0/label_map.txt"
+    assert find_label_map(None, f"{job}/0/model.ckpt-5") == f"{job}/0/label_map.txt"
