@@ -38,7 +38,7 @@ def job_dir(log_dir: Optional[str], rank_size: int) -> str:
 
 
 def default_log_dir(rank_size: int, rank: int) -> str:
-    """``results/<rank_size>p/<rank>``, the seed's layout."""
+    """``results/<rank_size>p/<rank>``, the Ascend recipe's layout."""
     return os.path.join(job_dir(None, rank_size), str(rank))
 
 

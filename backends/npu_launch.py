@@ -124,7 +124,7 @@ def resolve_rank_table(config: NpuLaunchConfig, environ: Optional[Mapping[str, s
 
 
 def cpu_slices(cpus: Sequence[int], count: int) -> List[List[int]]:
-    """Splits ``cpus`` into ``count`` equal, disjoint, contiguous slices (the seed's ``taskset`` ranges).
+    """Splits ``cpus`` into ``count`` equal, disjoint, contiguous slices (the Ascend recipe's ``taskset`` ranges).
 
     Raises:
         ValueError: if there are fewer cores than slices.

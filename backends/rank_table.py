@@ -1,9 +1,9 @@
 """Ascend rank tables: read and validate both formats, write version 1.0.
 
 A rank table tells HCCL which NPUs (device id and interconnect address, on which server) train
-together and which rank each one is. Two JSON layouts are in use (reference-recipe.md section 2):
+together and which rank each one is. Two JSON layouts are in use (docs/reference.md, "Rank tables"):
 
-* the older "group_list" layout (the seed's ``8p.json``): ranks are numbered in file order;
+* the older "group_list" layout (the Ascend recipe's ``8p.json``): ranks are numbered in file order;
 * version 1.0, "server_list", where each device carries its ``rank_id``.
 
 The addresses are the NPUs' own interconnect addresses. This module only parses them; nothing in the
@@ -191,7 +191,7 @@ def parse_rank_table(data: Any, *, path: Optional[str] = None) -> RankTable:
     else:
         raise RankTableError(
             f"{where}: unknown layout (keys: {', '.join(sorted(data)) or 'none'}); expected \"server_list\" "
-            "(version 1.0) or \"group_list\" (the seed's 8p.json)."
+            "(version 1.0) or \"group_list\" (the Ascend recipe's 8p.json)."
         )
     status = _field(data, "status", where)
     if status != "completed":

@@ -14,7 +14,7 @@ its own process pinned to one CPU core and in alternating rounds:
 * ``tf``: ``ImageNetDataset.input_fn('train', training=True)`` (decode only the crop, reduced DCT
   scale where possible, per-image flip, batched normalisation), and variants without DCT scaling.
 
-``--augment`` measures each training augmentation of the recipe stack (``--auto_augment`` imagenet,
+``--augment`` measures each training augmentation of the training stack (``--auto_augment`` imagenet,
 ra, ta_wide; ``--random_erase``; ``--mixup_alpha``; ``--cutmix_alpha``) on the same JPEG folder, in
 our tf.data pipeline (one private thread) and in torchvision's transforms v2 (PIL decode, then
 uint8 tensors: RandomResizedCrop, flip, the augmentation, ToDtype + Normalize, RandomErasing; MixUp /

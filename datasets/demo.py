@@ -1,7 +1,7 @@
 """``demo``: scikit-learn's handwritten digits as a real, embedded image dataset.
 
 The 1,797 8x8 grey-level digits that ship inside scikit-learn are written once, as JPEG files in
-the seed's folder layout (``train/<digit>/*.jpg``, ``val/<digit>/*.jpg``, a stratified 80/20
+the Ascend recipe's folder layout (``train/<digit>/*.jpg``, ``val/<digit>/*.jpg``, a stratified 80/20
 split), to a cache directory; from then on they are read by the same ``image_folder`` reader as
 user data. No download is needed.
 """

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-# Folder names accepted for each split, in order of preference (the seed uses train/ and val/).
+# Folder names accepted for each split, in order of preference (the Ascend recipe's README uses train/ and val/).
 SPLIT_FOLDERS: Dict[str, Sequence[str]] = {"train": ("train",), "validation": ("val", "validation")}
 LAYOUT_HINT = "expected DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/*.jpg (JPEG or PNG)"
 

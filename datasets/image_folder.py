@@ -1,4 +1,4 @@
-"""``image_folder``: the seed's layout, ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*``."""
+"""``image_folder``: the Ascend recipe's layout, ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The recipe's evaluation table (reference-recipe.md, "Outputs").
+"""The recipe's evaluation table (docs/reference.md, "Outputs").
 
 ::
 

@@ -96,7 +96,7 @@ def test_bind_cores_gives_each_rank_its_own_cores(tmp_path):
     cpus = [set(r["cpus"]) for r in _records(tmp_path, 2)]
     assert cpus[0] and cpus[1] and not cpus[0] & cpus[1]
     assert cpus[0] | cpus[1] <= set(available)
-    assert max(cpus[0]) < min(cpus[1])  # contiguous slices in rank order, as the seed's taskset ranges
+    assert max(cpus[0]) < min(cpus[1])  # contiguous slices in rank order, as the Ascend recipe's taskset ranges
 
 
 def test_in_a_container_ranks_get_logical_device_ids(tmp_path):
@@ -135,7 +135,7 @@ def test_a_rank_table_device_outside_the_container_is_refused(tmp_path):
 
 
 def test_cpu_slices():
-    assert npu_launch.cpu_slices(range(192), 8)[1] == list(range(24, 48))  # the seed's 24 cores per NPU
+    assert npu_launch.cpu_slices(range(192), 8)[1] == list(range(24, 48))  # the Ascend recipe's 24 cores per NPU
     assert npu_launch.cpu_slices([5, 1, 3, 7, 9], 2) == [[1, 3], [5, 7]]
     with pytest.raises(ValueError, match="1 CPU core.*among 2 ranks"):
         npu_launch.cpu_slices([0], 2)

@@ -1,4 +1,4 @@
-"""The recipe stack's optimizers against NumPy references of their update rules (and torch where it has them)."""
+"""The training stack's optimizers against NumPy references of their update rules (and torch where it has them)."""
 
 import subprocess
 import sys

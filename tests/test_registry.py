@@ -1,6 +1,11 @@
 """Registry behaviour and error messages."""
 
+import os
+import subprocess
+import sys
+
 import pytest
+from conftest import ROOT
 
 import registry
 from registry import Registry, RegistryError
@@ -96,3 +101,44 @@ def test_import_extra_modules_registers_user_model(tmp_path):
 def test_import_extra_modules_error_names_the_module():
     with pytest.raises(ImportError, match="no_such_module_xyz"):
         registry.import_extra_modules("os, no_such_module_xyz")
+
+
+def test_lazy_entry_imports_its_module_only_when_built(tmp_path, monkeypatch):
+    (tmp_path / "lazy_target_mod.py").write_text("LOADED = True\ndef build():\n    return 'built'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = _fresh()
+    reg.register_lazy("lazy", "lazy_target_mod:build", description="a lazy entry")
+    assert "lazy_target_mod" not in sys.modules
+    assert reg.metadata("lazy")["description"] == "a lazy entry" and "lazy" in reg.list()
+    assert "lazy_target_mod" not in sys.modules  # names and metadata need no import
+    assert reg.get("lazy")() == "built"
+    reg.register_lazy("broken", "lazy_target_mod:missing")
+    with pytest.raises(RegistryError, match="'broken' is registered as 'lazy_target_mod:missing'"):
+        reg.get("broken")
+    with pytest.raises(RegistryError, match="package.module:attribute"):
+        reg.register_lazy("bad", "no_colon_here")
+
+
+def test_entry_point_plugin_package_registers_its_model(tmp_path):
+    """An installed distribution advertising a module in the alexnet_zoo.plugins group: main.py loads it."""
+    site = tmp_path / "site"
+    package = site / "zoo_plugin_demo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from registry import MODELS\n"
+        "@MODELS.register('plugin_entry_net', description='registered by an entry point')\n"
+        "def plugin_entry_net(*, num_classes=10, image_size=32):\n"
+        "    raise AssertionError('not built by --list')\n")
+    dist = site / "zoo_plugin_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-plugin-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\ndemo = zoo_plugin_demo\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "main.py", "--list", "--model=plugin_*"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "plugin_entry_net" in out.stdout and "registered by an entry point" in out.stdout
+    # Without the distribution on the path, the model is unknown.
+    out = subprocess.run([sys.executable, "main.py", "--list", "--model=plugin_*"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert "plugin_entry_net" not in out.stdout

@@ -141,7 +141,7 @@ def test_resume_refuses_each_changed_group_naming_both_values(change, group):
     with pytest.raises(RecipeChangeError) as e:
         check(dict(saved, step=10), "ckpt-10")
     assert f"--{flag} ({group}):" in str(e.value)
-    assert f"now" in str(e.value) and f"--allow_recipe_change={flag}" in str(e.value)
+    assert "now" in str(e.value) and f"--allow_recipe_change={flag}" in str(e.value)
     # The same change is accepted when named (by setting or by group), and logged.
     logged = []
     make_check(_doc(base + change), allow=(group,), log=logged.append)(dict(saved, step=10), "ckpt-10")

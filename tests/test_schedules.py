@@ -1,4 +1,4 @@
-"""Learning-rate schedules, checked against the seed's own training log."""
+"""Learning-rate schedules, checked against the Ascend recipe's own training log."""
 
 import math
 import os
@@ -59,7 +59,7 @@ def test_bad_arguments():
         WarmupDecaySchedule(0.1, 0)
 
 
-# -- the recipe stack's schedules (torchvision's reference) ---------------------------------------------
+# -- the training stack's schedules (torchvision's reference) ---------------------------------------------
 
 
 def _torch_lrs(make_schedulers, epochs, lr=0.5):

@@ -6,7 +6,7 @@ Generate a version 1.0 table for this server (NPU addresses from the driver's /e
     python tools/make_rank_table.py --rank_size=4 --device_ids=4,5,6,7 --server_id=10.0.0.1 \\
         --output=rank_table_4p.json
 
-Check a table in either layout (the seed's ``8p.json`` or version 1.0), optionally against a rank
+Check a table in either layout (the Ascend recipe's ``8p.json`` or version 1.0), optionally against a rank
 size, and convert it to version 1.0::
 
     python tools/make_rank_table.py --input=scripts/8p.json --rank_size=8

@@ -1,6 +1,6 @@
 """The recipe's training log: one fixed-format line per interval, on stdout and in a file.
 
-Format (reference-recipe.md):
+Format (docs/reference.md, "Outputs"):
 ``step:%6i, epoch:%5.1f, FPS:%7.1f, loss:%6.3f, total_loss:%6.3f, lr:%7.5f, batch_time:%3.6f``
 where FPS is global images per second over the interval and batch_time its length in seconds.
 A JSON line with the same numbers (and units) goes to ``metrics.jsonl`` beside the log.

@@ -1,6 +1,6 @@
 """Optimizers of the shared stack, with loss scaling for float16.
 
-Keras' own optimizers serve ``momentum``, ``sgd``, ``adam`` and ``rmsprop``. The recipe stack's
+Keras' own optimizers serve ``momentum``, ``sgd``, ``adam`` and ``rmsprop``. The training stack's
 others (``adamw``, ``lamb``, ``lars``, ``rmsprop_tf``, ``rmsprop_torch``) are update rules written
 once as tensor functions (:class:`UpdateRule`) and run by a thin optimizer class for each Keras
 base-class API: Keras 3's ``update_step(gradient, variable, learning_rate)`` and Keras 2's

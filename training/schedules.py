@@ -1,6 +1,6 @@
 """Learning-rate schedules: a warm-up followed by a decay, evaluated per epoch or per step.
 
-The Ascend recipe's schedule (reference-recipe.md), the defaults: step ``i`` (0-based) uses
+The Ascend recipe's schedule (docs/reference.md), the defaults: step ``i`` (0-based) uses
 ``lr * (i + 1) / warmup_steps`` while ``i < warmup_steps``; afterwards ``epoch = i // steps_per_epoch``
 and the decay is evaluated per epoch from epoch 0, e.g. cosine annealing
 ``lr * (1 + cos(pi * epoch / max_epochs)) / 2``.
