@@ -20,6 +20,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _backend_named(argv: Sequence[str]) -> str:
+    """The ``--backend`` the arguments name (command line over flag files), read before any import."""
+    backend = "auto"
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--flagfile=") else (
+            argv[i + 1] if arg == "--flagfile" and i + 1 < len(argv) else None)
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip().startswith("--backend="):
+                        backend = line.strip().split("=", 1)[1]
+    for i, arg in enumerate(argv):
+        if arg.startswith("--backend="):
+            backend = arg.split("=", 1)[1]
+        elif arg == "--backend" and i + 1 < len(argv):
+            backend = argv[i + 1]
+    return backend
+
+
 def _hide_gpus_for_cpu_runs(argv: List[str], environ=os.environ) -> None:
     """A CPU run keeps TensorFlow away from CUDA, so that it prints no ``failed call to cuInit`` errors.
 
@@ -29,12 +48,7 @@ def _hide_gpus_for_cpu_runs(argv: List[str], environ=os.environ) -> None:
     our default: TensorFlow still probes the driver when its devices are first listed, and logs a
     missing one as an error.
     """
-    backend = "auto"
-    for i, arg in enumerate(argv):
-        if arg.startswith("--backend="):
-            backend = arg.split("=", 1)[1]
-        elif arg == "--backend" and i + 1 < len(argv):
-            backend = argv[i + 1]
+    backend = _backend_named(argv)
     no_driver = not (os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl"))
     if backend == "cpu" or (backend == "auto" and no_driver):
         if backend == "cpu":
@@ -42,6 +56,8 @@ def _hide_gpus_for_cpu_runs(argv: List[str], environ=os.environ) -> None:
         if environ.get("TF_CPP_MIN_LOG_LEVEL", "2") == "2":
             environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+
+import logging  # noqa: E402
 
 from absl import flags  # noqa: E402 - after the environment is set for TensorFlow
 
@@ -241,6 +257,35 @@ def _help(argv: Sequence[str]) -> str:
     return help_text(resolved)
 
 
+class _ProjectRecords(logging.Filter):
+    """Keeps the project's own log records at INFO and anyone's warnings; drops libraries' INFO chatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.pathname.startswith(_ROOT)
+
+
+_ROOT = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def quiet_console() -> None:
+    """One plain line per message on stderr: the project's own INFO records and every warning.
+
+    absl's Python logger would print ``INFO:absl:`` lines of TensorFlow's internals too (checkpoint
+    sharding callbacks and the like); those carry nothing a user acts on. C++ start-up notices are
+    handled by ``TF_CPP_MIN_LOG_LEVEL`` before TensorFlow is imported.
+    """
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_ProjectRecords())
+    logger = logging.getLogger("absl")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line ``argv`` (without the program name); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -256,6 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         patterns = [layer.values["model"] for layer in layers if "model" in layer.values][-1:]
         print_registries(patterns)
         return 0
+    quiet_console()
     from modes import runner  # TensorFlow is imported from here on
 
     if actions["print_config"]:

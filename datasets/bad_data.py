@@ -85,6 +85,15 @@ class BadDataPolicy:
         return self.max_bad if split == "train" else None
 
 
+def _is_real(output, real):
+    """Keeps an element that is an image, not the end-of-data sentinel (named functions: AutoGraph reads them)."""
+    return real
+
+
+def _output_of(output, real):
+    return output
+
+
 def policy_from_config(data: DataConfig) -> BadDataPolicy:
     """:class:`BadDataPolicy` from the run's ``max_bad_images`` and ``strict``."""
     return BadDataPolicy(max_bad=data.max_bad_images, strict=data.strict)
@@ -274,7 +283,7 @@ class BadDataTracker:
         out = out.scan(tf.constant(0, tf.int64), gap_check)
         if not finite:
             return out
-        return out.filter(lambda output, real: real).map(lambda output, real: output)
+        return out.filter(_is_real).map(_output_of)
 
     def read_shard(self, path: tf.Tensor, size: tf.Tensor, buffer_size: Optional[int] = None) -> tf.data.Dataset:
         """The records of one TFRecord shard as ``{"serialized", "name"}``, up to a damaged record.

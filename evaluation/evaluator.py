@@ -118,12 +118,17 @@ class Evaluator:
     def _make_pass(self):
         strategy = self.strategy
 
-        # Shapes vary (the last batch, empty batches of replicas that ran out): trace generally.
+        # Shapes vary (the last batch, empty batches of replicas that ran out): trace generally. The pass
+        # takes an iterator made outside the function: iterating a distributed dataset inside a
+        # tf.function makes TensorFlow read its options in graph mode, which it warns about.
         @tf.function(**RELAX_SHAPES)
-        def one_pass(dataset):
+        def one_pass(iterator):
             strategy.run(self._reset)
-            for images, labels in dataset:
+            batch = iterator.get_next_as_optional()
+            while batch.has_value():
+                images, labels = batch.get_value()
                 strategy.run(self._add_batch, args=(images, labels))
+                batch = iterator.get_next_as_optional()
 
         return one_pass
 
@@ -136,7 +141,7 @@ class Evaluator:
         """
         if self._pass is None:
             self._pass = self._make_pass()
-        self._pass(self.backend.distribute_dataset(dataset_fn))
+        self._pass(iter(self.backend.distribute_dataset(dataset_fn)))
         examples, top1, top5 = (int(v.numpy()) for v in self._sums[:3])
         loss = float(self._sums[3].numpy())
         # Strategy-less backends (one device per process): add the processes' sums.

@@ -118,7 +118,9 @@ def run(resolved: Resolved, *, argv: Optional[Sequence[str]] = None) -> Any:
     if launched is not None:
         return launched
     backend.setup()
-    logging.info("%s", backend.resolve_precision())
+    precision_note = backend.resolve_precision()  # training logs it with the run; other modes here
+    if config.mode not in ("train", "train_and_evaluate"):
+        logging.info("%s", precision_note)
     set_precision_policy(backend.precision)
     if config.seed is not None:
         set_random_seed(config.seed)
@@ -141,7 +143,6 @@ def run_command_line(resolved: Resolved, layers: Sequence[Layer], argv: Sequence
     from runs.checkpoints import CheckpointSaveError
     from runs.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 
-    logging.set_verbosity(logging.INFO)
     try:
         resolved = configure(resolved, layers)
         result = run(resolved, argv=argv)
