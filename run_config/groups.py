@@ -130,7 +130,8 @@ class DataConfig:
                                      "inferred from --data_dir (see --list).")
     data_dir: Optional[str] = setting(None, "Data directory: TFRecord shards or train/ and val/ image folders.")
     synthetic: bool = setting(False, "Use synthetic data (no file is read).")
-    batch_size: int = setting(32, "Mini-batch size per device.", minimum=1, role="resume")
+    batch_size: int = setting(32, "Mini-batch size per device (resume compares the global batch, batch_size x "
+                              "replicas).", minimum=1)
     val_split: float = setting(0.0, "Carve a deterministic, class-stratified validation split of this fraction from "
                                "the training folder (image folders without val/).", minimum=0.0, maximum=0.9,
                                role="meaning")

@@ -14,6 +14,7 @@ from PIL import Image
 
 import zoo
 from evaluation.predictor import class_names, preprocess_config, preprocess_files
+from run_config import AugmentConfig
 
 SIZE = 63
 NAMES = ["cat", "dog", "fish", "bird", "horse"]
@@ -119,7 +120,7 @@ def test_predict_errors(run, tmp_path):
 
 def test_preprocessing_and_label_map_in_process(run, tmp_path):
     _, _, images = run
-    config = preprocess_config(type("F", (), {})(), zoo.get_recipe("alexnet").scaled(SIZE))
+    config = preprocess_config(AugmentConfig(), zoo.get_recipe("alexnet").scaled(SIZE))
     batch = preprocess_files(images, config)
     assert tuple(batch.shape) == (2, SIZE, SIZE, 3)
     # Normalised with ImageNet mean/std: uniform random pixels land around 0 with unit-ish spread.

@@ -53,11 +53,8 @@ def test_every_main_command_of_the_npu_section_parses(monkeypatch):
     monkeypatch.chdir(ROOT)  # the README's flag files are relative to the repository
     for args in commands:
         assert "--backend=npu" in args, args
-        try:
-            main.FLAGS(["main.py"] + args)
-            assert main.FLAGS.backend == "npu"
-        finally:
-            main.FLAGS.unparse_flags()
+        resolved, _, _ = main.resolve_command_line(args)
+        assert resolved.config.distribution.backend == "npu"
 
 
 def _readme_command(words_after_python3):

@@ -167,49 +167,39 @@ def test_cmyk_jpeg_becomes_rgb():
 
 # -- augmentation, crop-size and interpolation flags (main.py's "augmentation" section) ----------------
 
-def _parsed(*args):
+def _resolved(*args):
+    """The typed configuration main.py resolves from these arguments."""
     import main
 
-    main.FLAGS.unparse_flags()
-    main.FLAGS(["main.py", *args])
-    return main.FLAGS
+    return main.resolve_command_line(list(args))[0].config
 
 
-def test_augmentation_flags_reach_the_preprocessing_config():
-    try:
-        flags = _parsed()
-        default = PreprocessConfig.from_recipe(recipe(64), **pipeline.preprocess_overrides(flags))
-        # Off by default: the recipe's behaviour is unchanged.
-        assert (default.auto_augment, default.random_erase, default.mixup_alpha, default.cutmix_alpha) == (
-            "none", 0.0, 0.0, 0.0)
-        assert default.interpolation == recipe(64).interpolation and default.eval_resize == recipe(64).eval_resize
-        flags = _parsed("--auto_augment=ra", "--ra_num_ops=3", "--ra_magnitude=12", "--random_erase=0.25",
+def test_augmentation_settings_reach_the_preprocessing_config():
+    default = PreprocessConfig.from_recipe(recipe(64), **pipeline.preprocess_overrides(_resolved().augment))
+    # Off by default: the recipe's behaviour is unchanged.
+    assert (default.auto_augment, default.random_erase, default.mixup_alpha, default.cutmix_alpha) == (
+        "none", 0.0, 0.0, 0.0)
+    assert default.interpolation == recipe(64).interpolation and default.eval_resize == recipe(64).eval_resize
+    augment = _resolved("--auto_augment=ra", "--ra_num_ops=3", "--ra_magnitude=12", "--random_erase=0.25",
                         "--random_erase_value=random", "--mixup_alpha=0.2", "--cutmix_alpha=1.0",
-                        "--interpolation=bicubic", "--val_resize_size=80")
-        config = PreprocessConfig.from_recipe(recipe(64), **pipeline.preprocess_overrides(flags))
-        assert (config.auto_augment, config.ra_num_ops, config.ra_magnitude) == ("ra", 3, 12)
-        assert (config.random_erase, config.random_erase_value) == (0.25, "random")
-        assert (config.mixup_alpha, config.cutmix_alpha, config.mixes_batches) == (0.2, 1.0, True)
-        assert (config.interpolation, config.eval_resize, config.image_size) == ("bicubic", 80, 64)
-    finally:
-        _parsed().unparse_flags()
+                        "--interpolation=bicubic", "--val_resize_size=80").augment
+    config = PreprocessConfig.from_recipe(recipe(64), **pipeline.preprocess_overrides(augment))
+    assert (config.auto_augment, config.ra_num_ops, config.ra_magnitude) == ("ra", 3, 12)
+    assert (config.random_erase, config.random_erase_value) == (0.25, "random")
+    assert (config.mixup_alpha, config.cutmix_alpha, config.mixes_batches) == (0.2, 1.0, True)
+    assert (config.interpolation, config.eval_resize, config.image_size) == ("bicubic", 80, 64)
 
 
 def test_crop_sizes_set_the_input_size_and_conflicts_are_one_line_errors():
-    try:
-        flags = _parsed("--train_crop_size=96")
-        pipeline.resolve_crop_sizes(flags)
-        assert flags.image_size == 96  # no --image_size: the crop size gives it
-        flags = _parsed("--val_crop_size=80", "--image_size=80")
-        pipeline.resolve_crop_sizes(flags)
-        assert flags.image_size == 80
-        for args, message in [(("--train_crop_size=64", "--val_crop_size=96"), "differ, but a model is built"),
-                              (("--train_crop_size=64", "--image_size=96"), "differs from --image_size=96")]:
-            with pytest.raises(ValueError, match=message) as error:
-                pipeline.resolve_crop_sizes(_parsed(*args))
-            assert "\n" not in str(error.value)
-    finally:
-        _parsed().unparse_flags()
+    assert _resolved("--train_crop_size=96").model.image_size == 96  # over the recipe's 224: the crop gives it
+    assert _resolved("--val_crop_size=80", "--image_size=80").model.image_size == 80
+    from run_config import SettingError
+
+    for args, message in [(("--train_crop_size=64", "--val_crop_size=96"), "differ, but a model is built"),
+                          (("--train_crop_size=64", "--image_size=96"), "differs from --image_size=96")]:
+        with pytest.raises(SettingError, match=message) as error:
+            _resolved(*args)
+        assert "\n" not in str(error.value)
     # A crop size the model was not built for (e.g. from a recipe's defaults) is refused by the config.
     with pytest.raises(ValueError, match="--train_crop_size=96 differs from the model's input size 64"):
         PreprocessConfig.from_recipe(recipe(64), train_crop_size=96)
