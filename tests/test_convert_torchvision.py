@@ -1,14 +1,18 @@
 """tools/convert_torchvision.py end to end: a saved torchvision state_dict -> checkpoint -> --mode=predict.
 
 The architecture-by-architecture proof is tests/test_torchvision_parity.py; this file runs the tool as a
-user does, on a file written by ``torch.save``, and checks what ``main.py --mode=predict`` then prints
-against PyTorch on the same preprocessed image.
+user does, on a file written by ``torch.save`` (read by the tool without PyTorch, tests/test_torchvision_weights.py),
+and checks what ``main.py --mode=predict`` then prints against PyTorch on the same preprocessed image.
 """
 
+import functools
+import hashlib
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -21,9 +25,9 @@ MODEL = "mobilenet_v3_large"
 NUM_CLASSES = 10
 
 
-def _convert(state_dict_path, output_dir, model=MODEL):
+def _convert(state_dict_path, output_dir, model=MODEL, *extra):
     return subprocess.run([sys.executable, "tools/convert_torchvision.py", f"--model={model}",
-                           f"--state_dict={state_dict_path}", f"--output_dir={output_dir}"],
+                           f"--state_dict={state_dict_path}", f"--output_dir={output_dir}", *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -45,6 +49,7 @@ def test_predict_uses_the_converted_checkpoint(converted, tmp_path):
 
     from evaluation.predictor import preprocess_config as make_config
     from evaluation.predictor import preprocess_files
+    from run_config import AugmentConfig
 
     reference, checkpoint = converted
     image = tmp_path / "photo.jpg"
@@ -55,12 +60,8 @@ def test_predict_uses_the_converted_checkpoint(converted, tmp_path):
     printed = re.findall(r"^\s+\d\. ([\d.]+)\s+label (\d+)$", proc.stdout, re.M)
     assert len(printed) == 5, proc.stdout
 
-    class Flags:  # the evaluation preprocessing predict used, recomputed here
-        eval_resize = "shorter"
-        dct_scaling = True
-        min_crop_area = random_flip = None
-
-    batch = preprocess_files([str(image)], make_config(Flags, zoo.get_recipe(MODEL))).numpy()
+    # The evaluation preprocessing predict used (the default augmentation settings), recomputed here.
+    batch = preprocess_files([str(image)], make_config(AugmentConfig(), zoo.get_recipe(MODEL))).numpy()
     logits = torch_logits(reference, batch)[0]
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
@@ -93,3 +94,37 @@ def test_errors_name_the_problem_and_write_nothing(converted, tmp_path):
 
     proc = _convert(other, tmp_path / "out3", model="resnet05")
     assert proc.returncode == 1 and "Did you mean 'resnet50'?" in proc.stderr
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.slow  # two conversions in subprocesses
+def test_url_is_downloaded_verified_and_converted(tmp_path, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    served = tmp_path / "served"
+    served.mkdir()
+    saved = served / "resnet18.pth"
+    torch.save(reference_model(zoo.get_torchvision_source("resnet18"), num_classes=NUM_CLASSES).state_dict(), saved)
+    name = f"resnet18-{hashlib.sha256(saved.read_bytes()).hexdigest()[:8]}.pth"
+    saved.rename(served / name)
+    (served / "resnet18-00000000.pth").write_bytes((served / name).read_bytes())
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    cache = tmp_path / "cache"
+    try:
+        proc = _convert(f"{url}/resnet18-00000000.pth", tmp_path / "bad", "resnet18", f"--cache_dir={cache}")
+        assert proc.returncode == 1 and "does not start with 00000000" in proc.stderr
+        assert not (tmp_path / "bad").exists() and not os.listdir(cache)
+        proc = _convert(f"{url}/{name}", tmp_path / "tf", "resnet18", f"--cache_dir={cache}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Downloading {url}/{name}" in proc.stdout and "(model resnet18)" in proc.stdout
+    assert (cache / name).is_file() and (tmp_path / "tf" / "model.ckpt-0.index").is_file()
