@@ -3,18 +3,25 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-slow test-keras2 lint bench clean
+.PHONY: setup setup-runtime demo test test-slow test-keras2 lint bench clean
 
+# The runtime (what training, evaluation and export need) and, for tests and benchmarks, the development
+# requirements on top (PyTorch and torchvision as references, pytest, linters).
+setup-runtime: $(VENV)/.runtime
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The main job on the embedded default: no download, no accelerator.
-demo: setup
+# The main job on the embedded default: no download, no accelerator, runtime requirements only.
+demo: setup-runtime
 	$(PY) main.py --flagfile=configs/demo_cpu.flags
 
 # Code the Ascend NPU path imports or runs there, where Python is at most 3.9.

@@ -8,6 +8,7 @@ be compared with the one that wrote the checkpoint, group by group (:mod:`run_co
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -101,10 +102,16 @@ def _train(run: Resolved, backend: Backend, log_dir: str, ckpt_dir: str, *,
                  "below (source 'default'); set them on the command line or in a flag file.")
     log.info(f"Learning rate: {lr_note}")
     if backend.is_chief:
-        for line in config_table(run, derived={k: v for k, v in derived.items() if k != "transforms"}):
+        # The console shows what differs from the defaults; the log file and config.json hold everything.
+        facts = {k: v for k, v in derived.items() if k != "transforms"}
+        log.info(f"Configuration (settings not at their defaults; every setting in {log.log_path} and "
+                 f"{os.path.join(log_dir, persist.CONFIG_NAME)}):")
+        for line in config_table(run, only_set=True, derived=facts):
             log.info(line)
-        for key, value in derived["transforms"].items():
-            log.info(f"Input transform: {key} = {value}")
+        for line in config_table(run, derived=facts):
+            log.detail(line)
+        if derived["transforms"]:
+            log.info("Input transform: " + ", ".join(f"{k}={_short(v)}" for k, v in derived["transforms"].items()))
         document = persist.document(run, derived)
         for directory in {log_dir, ckpt_dir}:
             persist.write(directory, run, derived)
@@ -185,6 +192,14 @@ def _train(run: Resolved, backend: Backend, log_dir: str, ckpt_dir: str, *,
         if summaries:
             summaries.close()
         log.close()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(_short(v) for v in value) + ")"
+    return str(value)
 
 
 def _with_resolved(run: Resolved, **values: Any) -> Resolved:

@@ -158,3 +158,15 @@ def test_recipe_lr_is_scaled_to_the_global_batch_unless_set(tmp_path):
     assert ("Learning rate: lr 0.003125 = 0.1 (stated for a global batch of 256) x 8/256, scaled linearly to this "
             "run's global batch" in out.stdout)
     assert [p["lr"] for p in log_lines(out.stdout)] == [pytest.approx(0.003125, abs=1e-5)]  # 5 decimals printed
+
+
+def test_a_flag_file_on_a_small_machine_runs_one_process_with_the_lr_scaled(tmp_path):
+    """The configuration issue's done-when command: the flag file no longer forces 8 processes."""
+    out = run_main("--model=resnet50", "--flagfile=configs/resnet50_imagenet.flags", "--batch_size=64", "--synthetic",
+                   "--backend=cpu", "--image_size=32", "--max_train_steps=1", "--save_summary_steps=1",
+                   "--nodo_checkpoint", f"--log_dir={tmp_path}")
+    assert "replicas=1 " in out.stdout and "global_batch=64 " in out.stdout
+    assert ("Learning rate: lr 0.025 = 0.1 (stated for a global batch of 256) x 64/256, scaled linearly"
+            in out.stdout)
+    log = (tmp_path / "resnet50_training.log").read_text()
+    assert "lr 0.025 = 0.1" in log and "lr_reference_batch" in log

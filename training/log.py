@@ -54,20 +54,26 @@ class TrainLog:
         stream: where the lines are printed.
     """
 
-    def __init__(self, log_dir: Optional[str], log_name: str = "alexnet_training.log", *, prefix: str = "",
+    def __init__(self, log_dir: Optional[str], log_name: str = "training.log", *, prefix: str = "",
                  write_files: bool = True, stream: TextIO = None) -> None:
         self.prefix = prefix
         self.stream = stream or sys.stdout
         self._text = self._jsonl = None
         self._listeners: List[Callable[[Dict], None]] = []
+        self.log_path = os.path.join(log_dir, log_name) if log_dir else None
         if log_dir and write_files:
             os.makedirs(log_dir, exist_ok=True)
-            self._text = open(os.path.join(log_dir, log_name), "a", buffering=1)
+            self._text = open(self.log_path, "a", buffering=1)
             self._jsonl = open(os.path.join(log_dir, "metrics.jsonl"), "a", buffering=1)
 
     def info(self, message: str) -> None:
         """A free-form line (configuration, resume notices) on stdout and in the text log."""
         self._emit(message)
+
+    def detail(self, message: str) -> None:
+        """A line for the text log only (the full configuration table): the console stays short."""
+        if self._text:
+            self._text.write(message + "\n")
 
     def step(self, *, step: int, epoch: float, fps: float, loss: float, total_loss: float, lr: float,
              batch_time: float) -> str:
