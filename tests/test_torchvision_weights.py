@@ -139,6 +139,62 @@ def test_reader_reads_dtypes_without_storage_classes(tmp_path):
         assert got[key].tolist() == want[key].tolist()
 
 
+class _Reduce:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+class _Storage:
+    """A storage reference in a hand-written legacy file: (type, root key, numel, view metadata)."""
+
+    def __init__(self, storage_type, key: str, numel: int, view=None) -> None:
+        self.pid = ("storage", storage_type, key, "cpu", numel, view)
+
+
+class _LegacyPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def test_reader_reads_the_oldest_legacy_layout(tmp_path):
+    """Files of PyTorch 0.3 (torchvision's oldest weights): tensors through ``_rebuild_tensor`` (no autograd
+    arguments), and storages that are views of a root storage (view metadata in the persistent id).
+    Written here by hand, in that layout; PyTorch's own loader is the reference."""
+    torch = _torch()
+    import torch._utils as torch_utils
+
+    root = np.arange(12, dtype=np.float32) * 0.5
+    halves = np.array([1.5, -2.25, 3.0], np.float16)
+    full = _Storage(torch.FloatStorage, "140001", 12)
+    view = _Storage(torch.FloatStorage, "140001", 12, ("140002", 4, 6))  # elements 4..9 of the root
+    state = collections.OrderedDict([
+        ("conv.weight", _Reduce(torch_utils._rebuild_tensor, full, 0, (3, 4), (4, 1))),
+        ("conv.bias", _Reduce(torch_utils._rebuild_tensor, view, 1, (2, 2), (1, 3))),
+        ("bn.weight", _Reduce(torch_utils._rebuild_tensor, _Storage(torch.HalfStorage, "140003", 3), 0, (3,), (1,))),
+    ])
+    path = tmp_path / "old.pth"
+    with open(path, "wb") as f:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
+                                                      "type_sizes": {"short": 2, "int": 4, "long": 8}}):
+            pickle.dump(header, f, protocol=2)
+        _LegacyPickler(f, protocol=2).dump(state)
+        pickle.dump(["140001", "140003"], f, protocol=2)
+        for data in (root, halves):
+            f.write(np.int64(data.size).tobytes())
+            f.write(data.tobytes())
+    want = torch.load(path, weights_only=False)
+    got = torch_file.load(str(path))
+    assert list(got) == list(want)
+    for key in want:
+        _same(got[key], want[key])
+    assert got["conv.bias"].tolist() == [[2.5, 4.0], [3.0, 4.5]]  # offset 4 + 1, strides (1, 3)
+
+
 class _Marker:
     """A pickled object whose unpickling creates a file (what a malicious payload would do)."""
 
@@ -300,6 +356,24 @@ def test_download_verifies_caches_and_serves_from_cache(server, tmp_path):
     second = fetch(f"{server.url}/{name}", cache)  # the server is gone
     assert second == type(first)(path=first.path, sha256=first.sha256, downloaded=False)
     assert server.requests == [f"/{name}"]
+
+
+def test_a_changed_cached_file_is_hashed_and_downloaded_again(server, tmp_path):
+    data = os.urandom(5000)
+    name = _publish(server.root, "weights", data)
+    cache = str(tmp_path / "cache")
+    first = fetch(f"{server.url}/{name}", cache)
+    stat = os.stat(first.path)
+    with open(first.path, "r+b") as f:  # damaged in place, after its digest was recorded
+        f.write(b"\x00" * 10)
+    # A later change moves the modification time; within one clock tick of the download it might not.
+    os.utime(first.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    lines = []
+    second = fetch(f"{server.url}/{name}", cache, log=lines.append)
+    assert second.downloaded and second.sha256 == first.sha256 and "damaged copy" in lines[0]
+    with open(second.path, "rb") as f:
+        assert f.read() == data
+    assert len(server.requests) == 2
 
 
 def test_hash_mismatch_is_refused_and_nothing_is_cached(server, tmp_path):

@@ -7,7 +7,9 @@ download whose digest does not start with them. :func:`fetch` does the same, tor
 * a URL is streamed into a hidden temporary file in the cache directory while it is hashed, and renamed
   to its final name only when it is complete and its digest fits the name (:mod:`atomic`); a mismatch,
   a short read or a network error leaves nothing in the cache. Beside the file lies
-  ``<file>.sha256`` (its full digest), so later calls need neither the network nor a re-hash.
+  ``<file>.sha256`` (its full digest, size and modification time), so later calls need neither the
+  network nor a re-hash; a cached file changed since is hashed again, and downloaded again if its
+  digest no longer fits its name.
 * a local path (or a file already in the cache) is used in place, its digest checked the same way
   when its name carries one.
 
@@ -114,17 +116,26 @@ def _url_filename(url: str) -> str:
     return name
 
 
+def _stamp(path: str) -> str:
+    """Size and modification time of ``path``: a ``.sha256`` record holds only for the file it was made for."""
+    st = os.stat(path)
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
 def _read_digest(path: str) -> Optional[str]:
+    """The digest recorded beside ``path``, if the record is for the file as it is now."""
     try:
         with open(path + DIGEST_SUFFIX, encoding="ascii") as f:
-            text = f.read().strip()
+            digest, _, stamp = f.read().strip().partition(" ")
+        if re.fullmatch(r"[0-9a-f]{64}", digest) and stamp == _stamp(path):
+            return digest
     except (OSError, UnicodeDecodeError):
-        return None
-    return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
+        pass
+    return None
 
 
 def _verified(path: str, where: str) -> str:
-    """The digest of ``path``, checked against its name; the ``.sha256`` record when there is one."""
+    """The digest of ``path``, checked against its name; the ``.sha256`` record when it is current."""
     digest = _read_digest(path)
     if digest is None:
         digest = sha256_of(path)
@@ -195,5 +206,5 @@ def fetch(source: str, cache: Optional[str] = None, *, timeout: float = 60.0,
                 log(f"{destination}: damaged copy (hash does not fit its name), downloading it again")
             os.unlink(destination)
     digest = _download(source, destination, timeout, log)
-    write_text(destination + DIGEST_SUFFIX, digest + "\n")
+    write_text(destination + DIGEST_SUFFIX, f"{digest} {_stamp(destination)}\n")
     return Fetched(path=destination, sha256=digest, downloaded=True)

@@ -101,7 +101,7 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
             continue  # e.g. a stored epoch number next to the weights
         name = name[len("module."):] if name.startswith("module.") else name
         name = _LEGACY_DENSENET_KEY.sub(r"\1\2.", name)
-        result[name] = tensor.astype(np.float32)
+        result[name] = tensor.astype(np.float32, copy=False)
     return result
 
 
