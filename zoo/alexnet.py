@@ -39,6 +39,7 @@ MODELS.register_lazy(
     "alexnet", "zoo.nets.alexnet:alexnet",
     aliases=("alexnet_torchvision",),
     recipe=ModelRecipe(reference_top1=56.522, reference_top5=79.066, hparams=_TORCHVISION_RECIPE,
+                       weights_url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                        lr_reference_batch=256, reference="torchvision AlexNet_Weights.IMAGENET1K_V1, trained with "
                        "torchvision's references/classification recipe (--model alexnet --lr 1e-2)", **_COMMON),
     torchvision=_TORCHVISION,

@@ -33,6 +33,7 @@ _HPARAMS: Dict[str, object] = dict(
 MODELS.register_lazy(
     "convnext_tiny", "zoo.nets.convnext:convnext_tiny",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/convnext_tiny-983f1562.pth",
         lr_reference_batch=1024, input_size=224, eval_resize=236, interpolation="bilinear", min_input_size=32,
         reference_top1=82.520, reference_top5=96.146, classifier=("classifier.2",),
         hparams=_HPARAMS),

@@ -21,6 +21,7 @@ _RECIPE = dict(
 MODELS.register_lazy(
     "densenet121", "zoo.nets.densenet:densenet121",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/densenet121-a639ec97.pth",
         lr_reference_batch=256, input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=29,
         reference_top1=74.434, reference_top5=91.972, classifier=("classifier",), hparams=_RECIPE),
     torchvision=TorchvisionSource("densenet121"),

@@ -29,6 +29,7 @@ _RECIPE = dict(
 MODELS.register_lazy(
     "inception_v3", "zoo.nets.inception:inception_v3",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
         lr_reference_batch=1600,
         input_size=299, eval_resize=342, interpolation="bilinear", min_input_size=75,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), reference_top1=77.294, reference_top5=93.450,

@@ -36,6 +36,7 @@ _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_in
 MODELS.register_lazy(
     "mobilenet_v2", "zoo.nets.mobilenet:mobilenet_v2",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
         lr_reference_batch=256, reference_top1=71.878, reference_top5=90.286, classifier=("classifier.1",),
         hparams=_RECIPE_V2, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v2"),
@@ -46,6 +47,7 @@ MODELS.register_lazy(
 MODELS.register_lazy(
     "mobilenet_v3_large", "zoo.nets.mobilenet:mobilenet_v3_large",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
         lr_reference_batch=1024, reference_top1=74.042, reference_top5=91.340, classifier=("classifier.3",),
         hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_large"),
@@ -57,6 +59,7 @@ MODELS.register_lazy(
 MODELS.register_lazy(
     "mobilenet_v3_small", "zoo.nets.mobilenet:mobilenet_v3_small",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         lr_reference_batch=1024, reference_top1=67.668, reference_top5=87.402, classifier=("classifier.3",),
         hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_small"),

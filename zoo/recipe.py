@@ -50,6 +50,8 @@ class ModelRecipe:
         reference: where the reference accuracy and training settings come from: the weights and the
             recipe that trained them (e.g. torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` and its
             references/classification command).
+        weights_url: where the reference weights are published (torchvision's ``IMAGENET1K_V1`` file, its
+            SHA-256 prefix in the name), for ``--pretrained=torchvision``; None: none published.
         hparams: the reference recipe's training settings, flag name -> value. They become the
             defaults of the flags the user did not set (``training.recipe_flags``).
         lr_reference_batch: the global batch (per-device batch x devices) the recipe's ``lr`` is for.
@@ -76,6 +78,7 @@ class ModelRecipe:
     reference_top1: Optional[float] = None
     reference_top5: Optional[float] = None
     reference: str = ""
+    weights_url: Optional[str] = None
     hparams: Dict[str, Any] = field(default_factory=dict)
     lr_reference_batch: Optional[int] = None
     classifier: Tuple[str, ...] = ("logits",)

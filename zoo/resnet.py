@@ -30,7 +30,8 @@ _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_in
 
 MODELS.register_lazy(
     "resnet18", "zoo.nets.resnet:resnet18",
-    recipe=ModelRecipe(reference_top1=69.758, reference_top5=89.078, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=69.758, reference_top5=89.078, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnet18-f37072fd.pth"),
     torchvision=TorchvisionSource("resnet18"),
     params=11_689_512,
     description="ResNet-18 (BasicBlock, 2-2-2-2), torchvision's layout.",
@@ -38,7 +39,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "resnet34", "zoo.nets.resnet:resnet34",
-    recipe=ModelRecipe(reference_top1=73.314, reference_top5=91.420, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=73.314, reference_top5=91.420, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnet34-b627a593.pth"),
     torchvision=TorchvisionSource("resnet34"),
     params=21_797_672,
     description="ResNet-34 (BasicBlock, 3-4-6-3), torchvision's layout.",
@@ -46,7 +48,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "resnet50", "zoo.nets.resnet:resnet50",
-    recipe=ModelRecipe(reference_top1=76.130, reference_top5=92.862, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=76.130, reference_top5=92.862, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnet50-0676ba61.pth"),
     torchvision=TorchvisionSource("resnet50"),
     params=25_557_032,
     description="ResNet-50 v1.5 (stride on the 3x3), torchvision's layout.",
@@ -54,7 +57,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "resnet101", "zoo.nets.resnet:resnet101",
-    recipe=ModelRecipe(reference_top1=77.374, reference_top5=93.546, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=77.374, reference_top5=93.546, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnet101-63fe2227.pth"),
     torchvision=TorchvisionSource("resnet101"),
     params=44_549_160,
     description="ResNet-101 v1.5 (stride on the 3x3), torchvision's layout.",
@@ -62,7 +66,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "resnet152", "zoo.nets.resnet:resnet152",
-    recipe=ModelRecipe(reference_top1=78.312, reference_top5=94.046, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=78.312, reference_top5=94.046, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnet152-394f9c45.pth"),
     torchvision=TorchvisionSource("resnet152"),
     params=60_192_808,
     description="ResNet-152 v1.5 (stride on the 3x3), torchvision's layout.",
@@ -70,7 +75,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "resnext50_32x4d", "zoo.nets.resnet:resnext50_32x4d",
-    recipe=ModelRecipe(reference_top1=77.618, reference_top5=93.698, hparams=_RECIPE_RESNEXT, **_COMMON),
+    recipe=ModelRecipe(reference_top1=77.618, reference_top5=93.698, hparams=_RECIPE_RESNEXT, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth"),
     torchvision=TorchvisionSource("resnext50_32x4d"),
     params=25_028_904,
     description="ResNeXt-50 32x4d (grouped 3x3, 32 groups of 4 channels at the first stage), torchvision's layout.",
@@ -78,7 +84,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "wide_resnet50_2", "zoo.nets.resnet:wide_resnet50_2",
-    recipe=ModelRecipe(reference_top1=78.468, reference_top5=94.086, hparams=_RECIPE_WIDE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=78.468, reference_top5=94.086, hparams=_RECIPE_WIDE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"),
     torchvision=TorchvisionSource("wide_resnet50_2"),
     params=68_883_240,
     description="Wide ResNet-50-2 (ResNet-50 with twice the Bottleneck's inner width), torchvision's layout.",

@@ -25,7 +25,8 @@ _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_in
 
 MODELS.register_lazy(
     "vgg11", "zoo.nets.vgg:vgg11",
-    recipe=ModelRecipe(reference_top1=69.020, reference_top5=88.628, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=69.020, reference_top5=88.628, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/vgg11-8a719046.pth"),
     torchvision=TorchvisionSource("vgg11"),
     params=132_863_336,
     description="VGG-11 (configuration A), torchvision's layout, no batch norm.",
@@ -33,7 +34,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "vgg16", "zoo.nets.vgg:vgg16",
-    recipe=ModelRecipe(reference_top1=71.592, reference_top5=90.382, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=71.592, reference_top5=90.382, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/vgg16-397923af.pth"),
     torchvision=TorchvisionSource("vgg16"),
     params=138_357_544,
     description="VGG-16 (configuration D), torchvision's layout, no batch norm.",
@@ -41,7 +43,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "vgg19", "zoo.nets.vgg:vgg19",
-    recipe=ModelRecipe(reference_top1=72.376, reference_top5=90.876, hparams=_RECIPE, **_COMMON),
+    recipe=ModelRecipe(reference_top1=72.376, reference_top5=90.876, hparams=_RECIPE, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
     torchvision=TorchvisionSource("vgg19"),
     params=143_667_240,
     description="VGG-19 (configuration E), torchvision's layout, no batch norm.",
@@ -49,7 +52,8 @@ MODELS.register_lazy(
 
 MODELS.register_lazy(
     "vgg16_bn", "zoo.nets.vgg:vgg16_bn",
-    recipe=ModelRecipe(reference_top1=73.360, reference_top5=91.516, hparams=_RECIPE_BN, **_COMMON),
+    recipe=ModelRecipe(reference_top1=73.360, reference_top5=91.516, hparams=_RECIPE_BN, **_COMMON,
+                       weights_url="https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"),
     torchvision=TorchvisionSource("vgg16_bn"),
     params=138_365_992,
     description="VGG-16 (configuration D) with batch norm after every convolution, torchvision's layout.",

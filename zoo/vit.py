@@ -31,6 +31,7 @@ _HPARAMS: Dict[str, object] = dict(
 MODELS.register_lazy(
     "vit_b_16", "zoo.nets.vit:vit_b_16",
     recipe=ModelRecipe(
+        weights_url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
         lr_reference_batch=4096, input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=16,
         size_multiple=16, reference_top1=81.072, reference_top5=95.318, classifier=("heads.head",),
         embedding_variables=("class_token*", "encoder.pos_embedding*"), hparams=_HPARAMS),
