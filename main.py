@@ -267,6 +267,42 @@ class _ProjectRecords(logging.Filter):
 _ROOT = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+# TensorFlow's C++ start-up notices that say nothing a user acts on (printed twice, before TensorFlow's own
+# log-level setting applies, so TF_CPP_MIN_LOG_LEVEL cannot hide them).
+_STARTUP_NOISE = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on",
+                  "Could not find cuda drivers on your machine", "TF-TRT Warning: Could not find TensorRT",
+                  "This TensorFlow binary is optimized to use available CPU instructions",
+                  "To enable the following instructions", "rebuild TensorFlow with the appropriate compiler flags")
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras with their C++ start-up notices filtered out of stderr.
+
+    The C++ libraries write to file descriptor 2 while they load; that output goes to a temporary
+    file, and every line but the known notices is written to stderr afterwards. Set
+    ``MODELZOO_TF_STARTUP=1`` to see everything.
+    """
+    if os.environ.get("MODELZOO_TF_STARTUP") == "1" or "tensorflow" in sys.modules:
+        import keras_compat  # noqa: F401
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras_compat  # noqa: F401 - TensorFlow and the chosen Keras
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+    kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in _STARTUP_NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
 def quiet_console() -> None:
     """One plain line per message on stderr: the project's own INFO records and every warning.
 
@@ -302,6 +338,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print_registries(patterns)
         return 0
     quiet_console()
+    import_tensorflow_quietly()
     from modes import runner  # TensorFlow is imported from here on
 
     if actions["print_config"]:
