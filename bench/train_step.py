@@ -63,6 +63,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished children, e.g. main.py), in MiB."""
+    import resource
+
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return round(resource.getrusage(who).ru_maxrss / 1024.0, 1)
+
+
 def load_average() -> List[float]:
     """The 1, 5 and 15 minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -116,7 +124,7 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
     images = args.batch * (timed[-1]["step"] - warmup)
     return dict(images_per_second=images / seconds, steps_timed=steps, warmup_steps=warmup,
                 seconds=seconds, process_seconds=wall, final_loss=timed[-1]["loss"],
-                threads=args.threads or os.cpu_count())
+                threads=args.threads or os.cpu_count(), peak_rss_mb=peak_rss_mb(children=True))
 
 
 # -- the peer: PyTorch ----------------------------------------------------------------------------------
@@ -171,7 +179,7 @@ def run_pytorch(args: argparse.Namespace) -> Dict[str, Any]:
     seconds = time.perf_counter() - began
     return dict(images_per_second=args.batch * args.steps / seconds, steps_timed=args.steps,
                 warmup_steps=args.warmup_steps, seconds=seconds, final_loss=final_loss,
-                threads=torch.get_num_threads(),
+                threads=torch.get_num_threads(), peak_rss_mb=peak_rss_mb(),
                 memory_format="channels_last" if args.torch_channels_last else "nchw")
 
 
@@ -274,6 +282,8 @@ def summarise(impl: str, rounds: Sequence[Dict[str, Any]], args: argparse.Namesp
         "final_loss": round(rounds[-1]["final_loss"], 4),
         "machine": machine,
     }
+    if "peak_rss_mb" in first:
+        line["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
     if impl.startswith("ours"):
         line["steps_per_call"] = args.steps_per_call
     elif impl.startswith("pytorch"):
