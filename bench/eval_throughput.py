@@ -43,7 +43,7 @@ def run_ours(args: argparse.Namespace) -> Dict[str, Any]:
     import zoo
     from keras_compat import set_precision_policy
     from modes import assemble
-    from run_config import resolve, Layer
+    from run_config import Layer, resolve
 
     set_precision_policy(args.precision)
     resolved = resolve([Layer("bench", {"model": args.model, "data_dir": args.folder, "dataset": "image_folder",
@@ -98,18 +98,9 @@ def run_torchvision(args: argparse.Namespace) -> Dict[str, Any]:
         net = model.to(memory_format=memory_format)
         for workers in (0, 1, 2):
             loader = DataLoader(data, batch_size=args.batch, num_workers=workers, shuffle=False)
-
-            def one_pass() -> int:
-                count = 0
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                    for images, _ in loader:
-                        net(images.contiguous(memory_format=memory_format))
-                        count += images.shape[0]
-                return count
-
-            one_pass()
+            _torch_pass(net, loader, memory_format, args.precision)
             began = time.perf_counter()
-            count = one_pass()
+            count = _torch_pass(net, loader, memory_format, args.precision)
             seconds = time.perf_counter() - began
             result = dict(images_per_second=count / seconds, images=count, seconds=seconds, workers=workers,
                           memory_format="channels_last" if memory_format == torch.channels_last else "nchw")
@@ -117,6 +108,18 @@ def run_torchvision(args: argparse.Namespace) -> Dict[str, Any]:
                 best = result
     best["peak_rss_mb"] = peak_rss_mb()
     return best
+
+
+def _torch_pass(net, loader, memory_format, precision: str) -> int:
+    """One pass of the loader through the network; returns the images seen."""
+    import torch
+
+    count = 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for images, _ in loader:
+            net(images.contiguous(memory_format=memory_format))
+            count += images.shape[0]
+    return count
 
 
 def make_folder(folder: str, count: int) -> None:
