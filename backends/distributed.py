@@ -9,10 +9,15 @@ Three ways to run, chosen from ``--rank_size``, ``--multi_worker`` and the clust
   loopback ports, supervises them and exits with their result;
 * worker: a process of a cluster (``--worker_hosts`` + ``--task_index``, or ``TF_CONFIG``) trains
   under ``MultiWorkerMirroredStrategy``; worker 0 (or the chief) is rank 0.
+
+``--collective_timeout_s`` is not handed to TensorFlow (its option starts a sleeping thread for every
+collective, :mod:`backends.collective_watchdog`): a worker gets one :class:`CollectiveWatchdog` instead,
+which the trainer's device loop and this backend's agreement collectives report to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -25,6 +30,7 @@ import run_dir
 from backends import launcher
 from backends.base import Backend
 from backends.cluster import Cluster, local_clusters, resolve_cluster
+from backends.collective_watchdog import CollectiveWatchdog
 from run_config import RunConfig
 
 __all__ = ["DistributedBackend", "bit_chunks", "chunks_agree", "split_cpus"]
@@ -56,7 +62,9 @@ class DistributedBackend(Backend):
         worker_hosts: cluster workers (``host:port``), with ``task_index``.
         task_index: this process's index in ``worker_hosts``.
         cpus_per_rank: launcher: cores pinned to each worker process (0: none).
-        collective_timeout_s: limit on one collective's wait for peers (0: none).
+        collective_timeout_s: multi-worker: seconds a guarded call (a device loop call, an agreement
+            collective) may go without a finished step before this worker's collectives are aborted
+            (0: no limit). One watchdog thread per process, not TensorFlow's per-collective timer.
         all_reduce_pack_mb: size of the gradient packs all-reduced between workers (0: one pack).
         xla: compile each replica's forward and backward pass with XLA (the trainer reads it).
         launch_log_dir: launcher: where each rank's full output is written.
@@ -81,6 +89,8 @@ class DistributedBackend(Backend):
         self.cluster: Optional[Cluster] = resolve_cluster(worker_hosts, task_index, environ)
         self.cpus_per_rank = int(cpus_per_rank)
         self.collective_timeout_s = float(collective_timeout_s)
+        #: a worker's watchdog when ``collective_timeout_s`` is set (the trainer ticks it once per step)
+        self.watchdog: Optional[CollectiveWatchdog] = None
         self.all_reduce_pack_mb = float(all_reduce_pack_mb)
         self.xla = bool(xla)
         self.launch_log_dir = launch_log_dir or run_dir.job_dir(None, self.rank_size)
@@ -201,9 +211,13 @@ class DistributedBackend(Backend):
             "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
             "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
         }[self.communication]
+        # No timeout_seconds: TensorFlow would start a thread per collective that sleeps for the whole
+        # timeout (backends/collective_watchdog.py). The limit is this process's single watchdog.
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=implementation, timeout_seconds=self.collective_timeout_s or None,
-            bytes_per_pack=int(self.all_reduce_pack_mb * 2**20))
+            implementation=implementation, bytes_per_pack=int(self.all_reduce_pack_mb * 2**20))
+        if self.collective_timeout_s > 0 and self.watchdog is None:
+            self.watchdog = CollectiveWatchdog(self.collective_timeout_s,
+                                               name=f"rank {cluster.rank} of {cluster.world_size}")
         logging.info("rank %d of %d joins the cluster %s", cluster.rank, cluster.world_size, cluster.addresses)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
 
@@ -224,7 +238,12 @@ class DistributedBackend(Backend):
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(x,)), axis=None)
 
             self._sum_fn = sum_fn
-        return [float(x) for x in self._sum_fn(tf.constant(list(values), tf.float64)).numpy()]
+        with self._guarded("an agreement all-reduce between the ranks"):
+            return [float(x) for x in self._sum_fn(tf.constant(list(values), tf.float64)).numpy()]
+
+    def _guarded(self, what: str):
+        """The watchdog's guard around a blocking call with collectives (a no-op context without a watchdog)."""
+        return self.watchdog.guard(what) if self.watchdog is not None else contextlib.nullcontext()
 
     def assert_same_on_all_ranks(self, what: str, value: float, hint: str = "") -> None:
         """Exact: the value's float64 bit pattern must be the same on every replica.
@@ -253,6 +272,8 @@ class DistributedBackend(Backend):
         # reported by the others (TensorFlow's coordination service logs a lost peer as an error).
         count = self._sum_over_replicas([1.0])[0]
         logging.info("rank %d: all %d replicas finished", self.rank, int(count))
+        if self.watchdog is not None:
+            self.watchdog.close()
 
     def describe(self) -> str:
         text = super().describe()

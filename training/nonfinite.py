@@ -1,10 +1,13 @@
 """What the training step does when the loss or a gradient is not finite (``--nan_policy``).
 
-The check runs inside the device loop, before the update: every replica's verdict is summed over
-replicas and processes first, so all of them take the same decision (a replica that applied its
-update while another skipped would leave the weights different on each, and a worker that skipped
-an all-reduce the others entered would wait forever). A non-finite update is never applied, so no
-checkpoint can hold non-finite weights.
+The check runs inside the device loop, before the update, on values every replica and process
+already shares: the step all-reduces the gradients together with each replica's loss, always and
+outside any branch (:meth:`training.trainer.Trainer._compute`), and decides from those sums. A sum is
+finite exactly when every replica's addend is (an infinity or NaN anywhere makes it inf or NaN), every
+replica holds the same sums, so every one takes the same decision without a collective of its own (a
+replica that applied its update while another skipped would leave the weights different on each, and
+a worker that skipped an all-reduce the others entered would wait forever). A non-finite update is
+never applied, so no checkpoint can hold non-finite weights.
 
 Policies:
     ``stop``: the step is not applied and the loop call does nothing more; the host raises
@@ -23,7 +26,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-__all__ = ["NAN_POLICIES", "NonFiniteGuard", "NonFiniteLossError", "all_finite"]
+__all__ = ["NAN_POLICIES", "NonFiniteGuard", "NonFiniteLossError", "all_finite", "control_variable"]
 
 NAN_POLICIES = ("stop", "skip_step")
 
@@ -50,11 +53,17 @@ def all_finite(tensors) -> tf.Tensor:
     return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
-def _mirrored(value, dtype) -> tf.Variable:
-    # Written only in cross-replica context, with the same value on every replica.
-    return tf.Variable(value, dtype=dtype, trainable=False,
+def control_variable(value, dtype, name: Optional[str] = None) -> tf.Variable:
+    """A non-trainable variable of the loop's control state, the same on every replica.
+
+    Create it in the strategy's scope; write it in cross-replica context (or from the host) with a
+    value every replica agrees on. Reading it is a variable read, which is what a step sunk onto a
+    device may depend on (docs/npu.md, "Loop sinking").
+    """
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
                        synchronization=tf.VariableSynchronization.ON_WRITE,
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
 
 
 class NonFiniteGuard:
@@ -72,10 +81,10 @@ class NonFiniteGuard:
             raise ValueError(f"--max_consecutive_skips={max_consecutive}: must be at least 1.")
         self.policy = policy
         self.max_consecutive = int(max_consecutive)
-        self.stopped = _mirrored(False, tf.bool)
-        self.stopped_at = _mirrored(-1, tf.int64)
-        self.skipped = _mirrored(0, tf.int64)
-        self.in_row = _mirrored(0, tf.int64)
+        self.stopped = control_variable(False, tf.bool)
+        self.stopped_at = control_variable(-1, tf.int64)
+        self.skipped = control_variable(0, tf.int64)
+        self.in_row = control_variable(0, tf.int64)
 
     def on_applied(self) -> None:
         """In-graph, cross-replica: the step's update was applied."""

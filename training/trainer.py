@@ -10,12 +10,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from backends.base import Backend
-from keras_compat import IS_KERAS_3, optimizer_variables
+from keras_compat import IS_KERAS_3, KERAS_VERSION, optimizer_variables
 from runs import preemption
 from runs.checkpoints import Checkpointer
 from training.log import TrainLog
 from training.losses import classification_loss
-from training.nonfinite import NonFiniteGuard, NonFiniteLossError, all_finite
+from training.nonfinite import NonFiniteGuard, NonFiniteLossError, all_finite, control_variable
 from training.optimizers import gradient_scale, is_loss_scaled, scale_loss, unscale_gradients
 from training.schedules import WarmupDecaySchedule
 from training.weight_decay import DecayRule, decay_coefficients, l2_penalty
@@ -112,12 +112,16 @@ class Trainer:
     One step, for every backend and both Keras versions:
 
     1. each replica: normalise the batch (uint8 from the input pipeline), forward, backward, add
-       weight decay as the gradient term ``c * v`` (unless the optimizer decays decoupled), check
-       that the loss and gradients are finite;
-    2. all replicas and processes: sum the "not finite" verdicts, so every one decides alike;
-    3. apply the update (gradients summed by the optimizer, or averaged by the backend; clipped by
-       global norm after that sum), or drop it as ``--nan_policy`` says;
+       weight decay as the gradient term ``c * v`` (unless the optimizer decays decoupled);
+    2. all replicas and processes: one all-reduce of the gradients with the loss and the stop
+       request (float32), always, outside any branch; every replica then holds the same sums and
+       decides from them whether they are finite, so all decide alike without a collective of their own;
+    3. apply the reduced update (clipped by global norm; the optimizer aggregates nothing more), or
+       drop it as ``--nan_policy`` (or the float16 loss scale) says: branches without collectives;
     4. the weights' moving average, if any.
+
+    :meth:`request_stop` (any thread) makes the device loop stop at the next step boundary, the same
+    step on every rank.
 
     Args:
         model: Keras model mapping images to logits.
@@ -160,32 +164,80 @@ class Trainer:
         # optimizer's variables and the replicas' all-reduce are not XLA's to compile here).
         self._gradients = tf.function(self._gradients_of, jit_compile=True) if backend.jit_compile \
             else self._gradients_of
+        self._replicas = self.strategy.num_replicas_in_sync
+        if IS_KERAS_3 and self._replicas > 1:
+            _apply_reduced_gradients_only(optimizer)
         with self.strategy.scope():
             self.guard = NonFiniteGuard(config.nan_policy, config.max_consecutive_skips)
             # The last step's loss and total_loss, each replica's share; read (summed) once per call.
             self._last_loss = _replica_sum(0.0)
             self._last_total = _replica_sum(0.0)
+            # optimizer.iterations after the last step of the current loop call, whose total_loss is
+            # logged: set before each call, so that the step needs no loop index.
+            self._logged_step = control_variable(-1, tf.int64, name="logged_step")
+            # A stop at the next step boundary, asked for on this process (request_stop, any thread)...
+            self.stop_requested = control_variable(False, tf.bool, name="stop_requested")
+            # ...and agreed by every replica and process (it rides in the step's gradient all-reduce).
+            self._stop_agreed = control_variable(False, tf.bool, name="stop_agreed")
         self._loop_fn = None
         self._loop_size = None
 
     # -- one step ---------------------------------------------------------------------------------
 
-    def _compute(self, images, labels, is_last):
-        """Replica: gradients (decay added) and finiteness verdicts; records the loss.
+    def _active(self):
+        """True until the loop must stop: a non-finite verdict (``stop``) or an agreed stop request.
 
-        ``total_loss`` adds the weight-decay penalty ``sum c * l2_loss(v)``, computed only on the last
-        step of a loop call (the only one logged), from the weights before that step's update.
+        Variable reads only: a step sunk onto an NPU may depend on nothing else (docs/npu.md).
+        """
+        return tf.logical_not(tf.logical_or(self.guard.stopped, self._stop_agreed))
+
+    def _compute(self, images, labels, active):
+        """Replica: gradients (decay added), all-reduced with the loss and the stop request; the verdicts.
+
+        ``total_loss`` adds the weight-decay penalty ``sum c * l2_loss(v)``, computed only for the step
+        whose loss is logged (the last of a loop call: ``optimizer.iterations`` reaches the variable
+        assigned before the call, no loop index), from the weights before that step's update.
+
+        Returns:
+            ``(grads, loss_finite, grads_finite, stop)``: the reduced gradients (sums over the strategy's
+            replicas, or the backend's mean over processes), the same on every replica, and flags
+            computed from those reduced values, hence the same on every replica too.
         """
         variables = self.model.trainable_variables
-        replicas = self.strategy.num_replicas_in_sync
+        replicas = self._replicas
         loss, grads = self._gradients(images, labels)
         grads = self._add_decay(grads, variables, replicas)
+        is_last = tf.equal(tf.cast(self.optimizer.iterations, tf.int64) + 1, self._logged_step)
         penalty = tf.cond(is_last, lambda: l2_penalty(variables, self._decay) / replicas,
                           lambda: tf.constant(0.0, tf.float32))
-        self._last_loss.assign(loss)
-        self._last_total.assign(loss + penalty)
-        bad = tf.stack([tf.cast(~tf.math.is_finite(loss), tf.int32), tf.cast(~all_finite(grads), tf.int32)])
-        return grads, bad
+        # A step sunk onto an NPU after the loop stopped still runs (the adapter drops the loop's
+        # condition): it must not overwrite what is logged.
+        self._last_loss.assign(tf.where(active, loss, self._last_loss))
+        self._last_total.assign(tf.where(active, loss + penalty, self._last_total))
+        grads, (loss_sum, stop_sum) = self._reduce(grads, [loss, tf.cast(self.stop_requested, tf.float32)])
+        return grads, tf.math.is_finite(loss_sum), all_finite(grads), stop_sum > 0
+
+    def _reduce(self, grads, controls):
+        """Replica: one all-reduce of the gradients and the step's control values, outside any branch.
+
+        Every step runs it, on every replica of every process, whatever happens to the update: a
+        collective inside a ``tf.cond`` would hang the ranks whose predicate differs. Control values
+        travel as float32, which every collective implementation reduces (TensorFlow's GPU collectives
+        refuse int32 and bfloat16 sums: docs/distributed.md), and ride in the gradients' collective, so
+        they cost no extra round trip. A sum is non-finite exactly when one of its addends is.
+
+        Returns:
+            ``(reduced grads with None kept, reduced controls)``.
+        """
+        present = [i for i, g in enumerate(grads) if g is not None]
+        values = [tf.convert_to_tensor(grads[i]) for i in present] + [tf.cast(c, tf.float32) for c in controls]
+        if self._replicas > 1:
+            values = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+        values = list(self.backend.reduce_gradients(list(values)))
+        out = [None] * len(grads)
+        for i, value in zip(present, values):
+            out[i] = value
+        return out, values[len(present):]
 
     def _gradients_of(self, images, labels):
         """Replica: the loss share and its (unscaled) gradients."""
@@ -214,76 +266,114 @@ class Trainer:
             out.append(g + tf.cast(c * factor, g.dtype) * tf.cast(v, g.dtype))
         return out
 
-    def _apply(self, grads, poison):
-        """Replica: sums/averages gradients, clips them, applies them.
+    def _apply(self, grads):
+        """Replica: clips the reduced gradients and applies them, with no collective of the optimizer's own.
 
-        ``poison``: the loss scale must see non-finite gradients on every replica (another one
-        overflowed), so that all of them skip the step and lower the scale together.
+        The gradients are already the sums over replicas (or the backend's mean over processes), the
+        same on every replica: Keras 2 optimizers are told not to aggregate them again, Keras 3 ones
+        were set up not to (:func:`_apply_reduced_gradients_only`).
         """
-        grads = [None if g is None else tf.where(poison, tf.cast(float("nan"), g.dtype), g) for g in grads] \
-            if self._loss_scaled else grads
-        grads = self.backend.reduce_gradients(grads)
         if self.config.clip_grad_norm > 0:
             grads = self._clip(grads)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        pairs = list(zip(grads, self.model.trainable_variables))
+        if self._replicas > 1 and not IS_KERAS_3:
+            self.optimizer.apply_gradients(pairs, experimental_aggregate_gradients=False)
+        else:
+            self.optimizer.apply_gradients(pairs)
 
     def _clip(self, grads):
-        """Clips the global gradient (the sum over replicas) to ``clip_grad_norm``.
-
-        The optimizer sums replicas' gradients itself, after any clipping of its own (which would
-        clip each replica's share): sum here, clip, and hand each replica an equal share of it.
-        """
-        replicas = self.strategy.num_replicas_in_sync
+        """Clips the global gradient (the sum over replicas, which every replica holds) to ``clip_grad_norm``."""
         present = [i for i, g in enumerate(grads) if g is not None]
         values = [tf.convert_to_tensor(grads[i]) for i in present]
-        if replicas > 1:
-            values = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+        # Keras 3's loss-scale optimizer unscales after this: the limit is scaled to match.
         norm = self.config.clip_grad_norm * gradient_scale(self.optimizer)
         values, _ = tf.clip_by_global_norm(values, norm)
         out = list(grads)
         for i, v in zip(present, values):
-            out[i] = v / replicas if replicas > 1 else v
+            out[i] = v
         return out
 
-    def _train_step(self, images, labels, is_last):
-        """Cross-replica: one step on every replica, the update decided for all of them at once."""
+    def _train_step(self, images, labels):
+        """Cross-replica: one step on every replica, the update decided for all of them at once.
+
+        The collectives (gradients, loss, stop request) run first and unconditionally; the branches
+        that follow (apply, drop, or nothing once the loop must stop) hold none.
+        """
         strategy = self.strategy
-        grads, bad = strategy.run(self._compute, args=(images, labels, is_last))
-        # Verdicts of all replicas and processes: [non-finite losses, non-finite gradient sets].
-        bad = self.backend.reduce_sum(strategy.reduce(tf.distribute.ReduceOp.SUM, bad, axis=None))
-        loss_bad, grads_bad = bad[0] > 0, bad[1] > 0
+        active = self._active()
+        grads, loss_ok, grads_ok, stop = strategy.run(self._compute, args=(images, labels, active))
+        # Every replica computed the same flags from the same sums: this process's first copy speaks for all.
+        loss_ok, grads_ok, stop = (strategy.experimental_local_results(x)[0] for x in (loss_ok, grads_ok, stop))
+        self._stop_agreed.assign(tf.logical_or(self._stop_agreed, stop))
         # With a loss scale, non-finite gradients are its signal to skip and lower the scale.
-        apply = ~loss_bad if self._loss_scaled else ~(loss_bad | grads_bad)
+        apply = loss_ok if self._loss_scaled else tf.logical_and(loss_ok, grads_ok)
         iterations = self.optimizer.iterations
 
         def applied():
-            strategy.run(self._apply, args=(grads, grads_bad))
+            strategy.run(self._apply, args=(grads,))
             if self._loss_scaled and IS_KERAS_3:
                 # Keras 3's loss scale does not count the steps it skips (Keras 2's does): count them.
-                iterations.assign_add(tf.cast(grads_bad, iterations.dtype))
+                iterations.assign_add(tf.cast(tf.logical_not(grads_ok), iterations.dtype))
             self.guard.on_applied()
 
         def dropped():
             self.guard.on_nonfinite(iterations)
 
-        tf.cond(apply, applied, dropped)
+        tf.cond(active, lambda: tf.cond(apply, applied, dropped), lambda: None)
         if self.ema is not None:
             self.ema.update(iterations)
 
     def _make_loop(self):
-        guard = self.guard
+        """The compiled device loop: up to ``steps`` steps per call, stopping at a step boundary.
+
+        The loop is the function's last operation and returns nothing: the Ascend adapter sinks only
+        such a loop onto the device, and then runs its *body* ``steps`` times with the loop's initial
+        inputs (docs/npu.md, "Loop sinking"). So the body depends on the loop index for nothing but the
+        loop's own count, and reads its state from variables: the step to log, the stop flags. The
+        loop's condition also reads the stop flags (CPUs and GPUs leave the loop at once; a sunk loop
+        ignores its condition, and its remaining steps do nothing). With a collective watchdog
+        (``--collective_timeout_s``) each step ends with a host callback that reports progress.
+        """
+        watchdog = getattr(self.backend, "watchdog", None)
 
         @tf.function
         def loop(iterator, steps):
-            # The loop is the function's last statement and returns nothing: the Ascend adapter sinks
-            # only such a loop onto the device (no host round trip per step); results are read
-            # from variables after the call.
-            for i in tf.range(steps):
-                images, labels = next(iterator)
-                if not guard.stopped:
-                    self._train_step(images, labels, tf.equal(i, steps - 1))
+            def more(i):
+                return tf.logical_and(i < steps, self._active())
 
-        return loop
+            def step(i):
+                images, labels = next(iterator)
+                self._train_step(images, labels)
+                if watchdog is not None:
+                    tf.numpy_function(watchdog.tick, [tf.cast(self.optimizer.iterations, tf.int64)], tf.int64,
+                                      stateful=True, name="watchdog_tick")
+                return (i + 1,)
+
+            tf.while_loop(more, step, (tf.zeros_like(steps),))
+
+        return _DeviceLoop(self, loop, watchdog)
+
+    # -- stopping at a step boundary ----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Asks the device loop to stop at the next step boundary; safe from any thread.
+
+        The flag travels with the next step's gradient all-reduce, so every replica and process stops
+        after the same step. On CPUs and GPUs the loop call returns right after that step; a loop
+        sunk onto an NPU runs its remaining iterations as no-ops (the update, the loss record and
+        the step count stay as they were), so the call returns at its usual end.
+        """
+        self.stop_requested.assign(True)
+
+    def clear_stop(self) -> None:
+        """Forgets a stop request (host, between loop calls: the run goes on)."""
+        self.stop_requested.assign(False)
+        self._stop_agreed.assign(False)
+
+    @property
+    def stop_agreed(self) -> bool:
+        """Host: whether the device loop stopped (or will stop) on a request; one variable read."""
+        return bool(self._stop_agreed.numpy())
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -400,3 +490,55 @@ def _replica_sum(value: float) -> tf.Variable:
     return tf.Variable(value, dtype=tf.float32, trainable=False,
                        synchronization=tf.VariableSynchronization.ON_READ,
                        aggregation=tf.VariableAggregation.SUM)
+
+
+class _DeviceLoop:
+    """The compiled loop as the trainer calls it: ``loop(iterator, steps)``.
+
+    Before each call it sets the step whose ``total_loss`` is logged (the call's last); with a
+    collective watchdog, the call runs under its guard. Anything else (``get_concrete_function``, ...)
+    is the ``tf.function``'s own.
+    """
+
+    def __init__(self, trainer: Trainer, fn, watchdog) -> None:
+        self._trainer = trainer
+        self._fn = fn
+        self._watchdog = watchdog
+
+    def __call__(self, iterator, steps):
+        trainer = self._trainer
+        trainer._logged_step.assign(tf.cast(trainer.optimizer.iterations, tf.int64) + tf.cast(steps, tf.int64))
+        if self._watchdog is None:
+            return self._fn(iterator, steps)
+        with self._watchdog.guard("the device loop (training steps)"):
+            return self._fn(iterator, steps)
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
+def _apply_reduced_gradients_only(optimizer) -> None:
+    """Makes a Keras 3 optimizer apply the gradients it is given, without all-reducing them first.
+
+    Under a strategy with several replicas, Keras 3's TensorFlow optimizer sums the gradients over the
+    replicas inside ``apply`` (``TFOptimizer._all_reduce_sum_gradients``,
+    ``keras/src/backend/tensorflow/optimizer.py``), with no switch to turn it off (Keras 2 has
+    ``experimental_aggregate_gradients=False``). The trainer hands it sums already, and its loss-scale
+    optimizer would run that all-reduce inside its own ``cond``: the optimizer (the inner one of a
+    loss-scale optimizer) gets the identity instead. Only this trainer applies gradients with it.
+
+    Raises:
+        RuntimeError: this Keras has no such method (it changed: the gradients would be summed twice).
+    """
+    inner = optimizer
+    while hasattr(inner, "inner_optimizer"):
+        inner = inner.inner_optimizer
+    if not callable(getattr(inner, "_all_reduce_sum_gradients", None)):
+        raise RuntimeError(f"{type(inner).__name__} has no _all_reduce_sum_gradients: this Keras "
+                           f"{KERAS_VERSION} aggregates gradients in a way the trainer does not know, and would "
+                           "sum the already reduced gradients again.")
+    object.__setattr__(inner, "_all_reduce_sum_gradients", _already_reduced)
+
+
+def _already_reduced(grads_and_vars):
+    return list(grads_and_vars)
