@@ -10,6 +10,7 @@ from absl import logging
 import run_dir
 from datasets import folders, pipeline
 from datasets.file_dataset import FileDataset
+from datasets.split import carve_val_split
 from run_config import RunConfig
 
 __all__ = ["ImageFolderDataset", "default_label_map_path"]
@@ -38,8 +39,9 @@ class ImageFolderDataset(FileDataset):
 
     name = "image_folder"
 
-    def __init__(self, *, label_map_path: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, *, label_map_path: Optional[str] = None, val_split: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.val_split = val_split  # --val_split: both splits carved from train/ (datasets/split.py)
         if not self.data_dir:
             raise ValueError(f"the {self.name} dataset needs --data_dir; {folders.LAYOUT_HINT}.")
         self._splits: Dict[str, folders.FolderSplit] = {}
@@ -56,7 +58,7 @@ class ImageFolderDataset(FileDataset):
 
     @classmethod
     def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
-        return {"label_map_path": default_label_map_path(config)}
+        return {"label_map_path": default_label_map_path(config), "val_split": config.data.val_split}
 
     @property
     def classes(self) -> List[str]:
@@ -70,6 +72,8 @@ class ImageFolderDataset(FileDataset):
     def split(self, split: str) -> folders.FolderSplit:
         """The files of ``split`` (scanned once); validation uses the training split's classes."""
         pipeline.check_split(split)
+        if self.val_split and not self._splits:
+            self._splits.update(carve_val_split(self.data_dir, self.val_split))
         if split not in self._splits:
             classes = None if split == "train" else self.split("train").classes
             found = folders.scan_split(self.data_dir, split, classes)

@@ -25,7 +25,8 @@ __all__ = ["dataset_name", "decay_rule", "make_backend", "make_dataset", "model_
 
 
 def dataset_name(config: RunConfig) -> str:
-    """The dataset to use: ``--dataset``, else ``synthetic`` for ``--synthetic``, else inferred from ``--data_dir``."""
+    """The dataset to use: ``--dataset``, else ``synthetic`` for ``--synthetic``, ``file_list`` for ``--train_list``,
+    ``tfds`` for ``--tfds_name``, else inferred from ``--data_dir``."""
     data = config.data
     if data.synthetic:
         if data.dataset not in (None, "synthetic"):
@@ -33,6 +34,8 @@ def dataset_name(config: RunConfig) -> str:
         return "synthetic"
     if data.dataset:
         return data.dataset
+    if data.train_list or data.tfds_name:  # their own settings name them
+        return "file_list" if data.train_list else "tfds"
     if data.data_dir:
         return _infer_dataset(data.data_dir)
     if "demo" in DATASETS:

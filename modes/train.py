@@ -24,6 +24,7 @@ from run_config import Resolved, effective_lr, persist, with_values
 from run_config.describe import config_table
 from runs import preemption, resume_check, run_lock
 from runs.checkpoints import Checkpointer
+from training import finetune
 from training.consistency import check_weights_in_sync
 from training.ema import checkpoint_has_ema, maybe_ema
 from training.log import TrainLog
@@ -126,8 +127,12 @@ def _train(run: Resolved, backend: Backend, log_dir: str, ckpt_dir: str, *,
         if config.model.sync_bn:
             synced = enable_sync_batch_norm(model, backend)
             log.info(f"--sync_bn: {synced} batch-norm layers compute statistics over the global batch")
+        tuning = finetune.prepare(model, config.finetune, recipe.classifier)  # --freeze, --head_lr_multiplier
+        for line in tuning.lines:
+            log.info(line)
         optimizer = build_optimizer(config.optimizer, schedule, loss_scaling=backend.precision == "fp16",
-                                    decay=decay_coefficients(model, assemble.decay_rule(config, recipe)))
+                                    decay=decay_coefficients(model, assemble.decay_rule(config, recipe)),
+                                    lr_multipliers=tuning.lr_multipliers)
         optimizer = backend.wrap_optimizer(optimizer)
         create_optimizer_variables(optimizer, model.trainable_variables)
         ema = maybe_ema(regularization, model, global_batch=global_batch, max_epochs=schedule_cfg.max_epochs,
@@ -141,12 +146,11 @@ def _train(run: Resolved, backend: Backend, log_dir: str, ckpt_dir: str, *,
                                     is_chief=backend.is_chief, settings=document, check_settings=check,
                                     log=log.info, model=model, optimizer=optimizer, **({"ema": ema} if ema else {}))
     _log_ema_start(ema, checkpointer.latest if checkpointer else None, log)
-    if config.finetune.pretrained and not (checkpointer and checkpointer.latest):
-        from weights.checkpoint import load_weights  # resuming from checkpoint_dir takes precedence
-
-        loaded = load_weights(model, config.finetune.pretrained, exclude=assemble.restore_exclude(config, recipe))
-        log.info(f"Initialised from --pretrained={loaded.path}: {len(loaded.restored)} tensors restored, kept "
-                 f"fresh: {', '.join(loaded.skipped) or 'none'}")
+    if config.finetune.pretrained and checkpointer and checkpointer.latest:  # resuming takes precedence
+        log.info(f"--pretrained={config.finetune.pretrained} not loaded: resuming from {checkpointer.latest}")
+    elif config.finetune.pretrained:
+        log.info(finetune.load_pretrained(model, config.model.name, config.finetune, recipe, num_classes,
+                                          log=log.info))
     loop = config.loop
     train_config = TrainConfig(
         num_classes=num_classes, per_replica_batch=config.data.batch_size, global_batch=global_batch,

@@ -133,8 +133,21 @@ class DataConfig:
     batch_size: int = setting(32, "Mini-batch size per device (resume compares the global batch, batch_size x "
                               "replicas).", minimum=1)
     val_split: float = setting(0.0, "Carve a deterministic, class-stratified validation split of this fraction from "
-                               "the training folder (image folders without val/).", minimum=0.0, maximum=0.9,
+                               "the training data (image folders without val/, file_list without --val_list).", minimum=0.0, maximum=0.9,
                                role="meaning")
+    train_list: Optional[str] = setting(None, "file_list: CSV or text file of 'path,label' lines, the training split "
+                                        "(relative paths from the list's folder; labels class names or 0-based "
+                                        "integers).")
+    val_list: Optional[str] = setting(None, "file_list: the validation split's list, in the same format (or carve one "
+                                      "with --val_split).")
+    tfds_name: Optional[str] = setting(None, "tfds: TensorFlow Datasets name, with config and version if needed "
+                                       "(tf_flowers, cifar10:3.0.2), prepared in --data_dir (TFDS's data_dir).")
+    tfds_train_split: str = setting("train", "tfds: the training split, in TFDS's split syntax (train, "
+                                    "train[:90%]).")
+    tfds_val_split: Optional[str] = setting(None, "tfds: the validation split (default: validation if the dataset "
+                                            "has one, else test; train[90%:] carves one).")
+    tfds_download: bool = setting(False, "tfds: download and prepare the dataset into --data_dir when it is not "
+                                  "there (needs the network); default: read a prepared data_dir only.")
     shuffle_buffer: int = setting(10_000, "Training examples in the shuffle buffer (TFRecords; image folders "
                                   "shuffle their whole file list).", minimum=1)
     deterministic: bool = setting(False, "Reproducible input order and augmentation (with --seed); slower than the "

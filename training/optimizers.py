@@ -21,6 +21,15 @@ the optimizer is built on) and apply them themselves, so the trainer must not ad
 For ``lamb`` and ``lars`` a variable whose coefficient is 0 (normalisation parameters and biases when
 ``--norm_weight_decay=0`` / ``--bias_weight_decay=0`` say so) is also excluded from the layer-wise
 adaptation (trust ratio 1), as tf-models' LARS and timm's LAMB do by default.
+
+Per-variable learning rates (``--head_lr_multiplier``, :func:`with_lr_multipliers`): variable ``v``
+learns at ``lr x m_v``, as a PyTorch parameter group with its own lr would (decoupled decay, which
+is scaled by the lr, included). Under Keras 3 every optimizer's ``update_step(gradient, variable,
+learning_rate)`` receives ``learning_rate x m_v``. Keras 2's (tf_keras) ``update_step(gradient,
+variable)`` reads the rate itself: the rule optimizers get ``lr x m_v`` passed in; SGD and momentum get
+the gradient multiplied by ``m_v`` instead, which is the same update (the lr enters both only as the
+product ``lr x g``: ``buf = momentum x buf - lr x g``); Keras 2's Adam and RMSprop are refused, since
+their steps do not scale with the gradient.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from registry import OPTIMIZERS
 from run_config import OptimizerConfig
 
 __all__ = ["AdamWRule", "LambRule", "LarsRule", "RMSpropRule", "RuleOptimizer", "UpdateRule", "build_optimizer",
-           "decay_in_optimizer", "gradient_scale", "is_loss_scaled", "scale_loss", "unscale_gradients"]
+           "decay_in_optimizer", "gradient_scale", "is_loss_scaled", "lr_multipliers_of", "scale_loss",
+           "unscale_gradients", "with_lr_multipliers"]
 
 
 def decay_in_optimizer(name: str) -> bool:
@@ -278,7 +288,8 @@ else:
 
 
 def build_optimizer(config: Union[OptimizerConfig, str], learning_rate, *, loss_scaling: bool = False,
-                    decay: Optional[Sequence[float]] = None, **settings: Any):
+                    decay: Optional[Sequence[float]] = None, lr_multipliers: Optional[Sequence[float]] = None,
+                    **settings: Any):
     """Creates the Keras optimizer ``config.optimizer`` names (a builder of ``registry.OPTIMIZERS``).
 
     Args:
@@ -288,12 +299,15 @@ def build_optimizer(config: Union[OptimizerConfig, str], learning_rate, *, loss_
         loss_scaling: wrap in a dynamic loss-scale optimizer (float16 training).
         decay: for optimizers registered with ``decoupled_decay`` (adamw, lamb, lars): the weight-decay
             coefficient of each variable the optimizer will be built on, in that order; ignored by the others.
+        lr_multipliers: one learning-rate multiplier per variable the optimizer will be built on, in that
+            order (:func:`with_lr_multipliers`); None: the same rate for all.
         **settings: with a name: ``OptimizerConfig`` fields.
     """
     if isinstance(config, str):
         config = dataclasses.replace(OptimizerConfig(), optimizer=config, **settings)
     opt = OPTIMIZERS.get(config.optimizer)(config, learning_rate, decay if decay_in_optimizer(config.optimizer)
                                            else None)
+    opt = with_lr_multipliers(opt, lr_multipliers, name=config.optimizer)
     if loss_scaling:
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
@@ -384,6 +398,148 @@ class FusedMomentumSGD(keras.optimizers.SGD):
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=var.handle, accum=accum.handle, lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
             momentum=tf.cast(self.momentum, dtype), use_nesterov=self.nesterov)
+
+
+# -- per-variable learning-rate multipliers ----------------------------------------------------------
+
+
+class _Multipliers:
+    """An optimizer's lr multipliers: the list given, keyed by variable once it is built (a plain object, so
+    that Keras' attribute tracking leaves it alone and checkpoints do not change)."""
+
+    def __init__(self, values: Sequence[float]) -> None:
+        self.values = [float(m) for m in values]
+        self.by_key: Dict[Any, float] = {}
+
+
+def _variable_key(optimizer, variable):
+    """The key the optimizer itself files ``variable`` under (its slots' key): Keras 3 and tf_keras have
+    ``_var_key``; TF 2.6's OptimizerV2 keys by the distributed container's unique id the same way."""
+    if hasattr(optimizer, "_var_key"):
+        return optimizer._var_key(variable)
+    if hasattr(variable, "_distributed_container"):
+        variable = variable._distributed_container()
+    elif hasattr(getattr(variable, "handle", None), "_distributed_container"):
+        variable = variable.handle._distributed_container()
+    return variable._unique_id
+
+
+class _MultipliedBase:
+    """What the three mixins below share: the multipliers by variable."""
+
+    _lr_multipliers: _Multipliers
+
+    def _key_multipliers(self, var_list) -> None:
+        table = self._lr_multipliers
+        var_list = list(var_list)
+        if len(table.values) != len(var_list):
+            raise ValueError(f"lr_multipliers has {len(table.values)} values for {len(var_list)} variables; pass one "
+                             "per variable the optimizer is built on (model.trainable_variables order).")
+        table.by_key = {_variable_key(self, v): m for v, m in zip(var_list, table.values)}
+
+    def _multiplier(self, variable) -> float:
+        return self._lr_multipliers.by_key.get(_variable_key(self, variable), 1.0)
+
+
+def _scaled(gradient, m: float):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * tf.cast(m, gradient.values.dtype), gradient.indices,
+                                gradient.dense_shape)
+    return gradient * tf.cast(m, gradient.dtype)
+
+
+class _MultipliedKeras3(_MultipliedBase):
+    """Keras 3: ``update_step`` receives the learning rate; the variable's is ``lr x m``."""
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._key_multipliers(var_list)
+
+    def update_step(self, gradient, variable, learning_rate):
+        m = self._multiplier(variable)
+        return super().update_step(gradient, variable, learning_rate if m == 1.0 else learning_rate * m)
+
+
+class _MultipliedKeras2(_MultipliedBase):
+    """tf_keras >= 2.11: rule optimizers get ``lr x m``; SGD and momentum the gradient x m (the same update)."""
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._key_multipliers(var_list)
+
+    def update_step(self, gradient, variable):
+        m = self._multiplier(variable)
+        if m == 1.0:
+            return super().update_step(gradient, variable)
+        if isinstance(self, RuleOptimizer):
+            return self._apply_rule(gradient, variable, self._index_dict[self._var_key(variable)],
+                                    self.learning_rate * m)
+        return super().update_step(_scaled(gradient, m), variable)
+
+
+class _MultipliedOptimizerV2(_MultipliedBase):
+    """TF 2.6's OptimizerV2 (the NPU adapter's Keras): SGD and momentum get the gradient x m."""
+
+    def _create_all_weights(self, var_list):
+        super()._create_all_weights(var_list)
+        self._key_multipliers(var_list)
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        return super()._resource_apply_dense(_scaled(grad, self._multiplier(var)), var, apply_state)
+
+    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        m = self._multiplier(var)
+        return super()._resource_apply_sparse(grad * tf.cast(m, grad.dtype), var, indices, apply_state)
+
+
+_MULTIPLIED_CLASSES: Dict[type, type] = {}
+
+
+def _multiplied_class(cls: type) -> type:
+    if cls not in _MULTIPLIED_CLASSES:
+        if IS_KERAS_3:
+            mixin = _MultipliedKeras3
+        elif hasattr(cls, "update_step") and hasattr(cls, "build"):
+            mixin = _MultipliedKeras2
+        else:
+            mixin = _MultipliedOptimizerV2
+        _MULTIPLIED_CLASSES[cls] = type(cls.__name__, (mixin, cls), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+    return _MULTIPLIED_CLASSES[cls]
+
+
+def with_lr_multipliers(optimizer, multipliers: Optional[Sequence[float]], name: str = ""):
+    """Makes ``optimizer`` update each variable with ``lr x`` its multiplier (aligned with the variables it
+    will be built on); returns it. None, or all ones, leaves it as it is.
+
+    The optimizer keeps its class's behaviour and state: its class becomes a subclass that overrides the
+    per-variable update (see the module docstring), so call this before it is built.
+
+    Raises:
+        ValueError: a negative multiplier, an optimizer already built, or under Keras 2 an optimizer
+            other than SGD, momentum and the rule optimizers (one line).
+    """
+    if multipliers is None or all(float(m) == 1.0 for m in multipliers):
+        return optimizer
+    if any(float(m) < 0 for m in multipliers):
+        raise ValueError("learning-rate multipliers must be >= 0.")
+    label = f"--optimizer={name or type(optimizer).__name__}"
+    if getattr(optimizer, "built", False) or getattr(optimizer, "_built", False):
+        raise ValueError(f"{label}: set learning-rate multipliers before the optimizer is built.")
+    if not IS_KERAS_3 and not isinstance(optimizer, (keras.optimizers.SGD, RuleOptimizer)):
+        raise ValueError(f"--head_lr_multiplier with {label} needs Keras 3: Keras 2's {type(optimizer).__name__} reads "
+                         "its learning rate itself and its step does not scale with the gradient; use momentum, sgd, "
+                         "adamw, lamb, lars, rmsprop_tf or rmsprop_torch here.")
+    optimizer.__class__ = _multiplied_class(type(optimizer))
+    optimizer._lr_multipliers = _Multipliers(multipliers)
+    return optimizer
+
+
+def lr_multipliers_of(optimizer) -> Optional[List[float]]:
+    """The multipliers :func:`with_lr_multipliers` set (inside a loss-scale wrapper too), or None."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    table = getattr(inner, "_lr_multipliers", None)
+    return list(table.values) if table is not None else None
 
 
 def is_loss_scaled(optimizer) -> bool:
