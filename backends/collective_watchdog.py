@@ -30,7 +30,6 @@ still detects peers that died.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -167,7 +166,6 @@ class CollectiveWatchdog:
             "rank stopped or is stuck, so this rank's collectives were aborted. Read the other ranks' logs for "
             "the cause; the run resumes from its last checkpoint.")
         logging.error("%s", self._fired)
-        print(self._fired, file=sys.stderr, flush=True)
         self._cv.release()
         try:
             self._abort(self._fired)
