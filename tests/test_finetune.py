@@ -17,6 +17,7 @@ import http.server
 import importlib.util
 import os
 import re
+import shutil
 import threading
 
 import numpy as np
@@ -415,3 +416,34 @@ def test_pretrained_classifier_kept_when_the_classes_match(resnet18_pth, tmp_pat
     report = load_torchvision_weights(zoo.create_model("resnet18", num_classes=3, image_size=SIZE), "resnet18",
                                       source=three, cache_dir=str(tmp_path / "c"))
     assert report.from_cache  # the conversion above was cached
+
+
+@pytest.mark.slow  # five main.py runs: the README's worked example as written
+def test_readme_fine_tune_example_runs_as_written(resnet18_pth, photos, tmp_path):
+    """README "Fine-tune on your photos": each command, on a 3-class folder, the weights from a local .pth
+    instead of the download, a small input and two steps; predict names the classes, export writes a model."""
+    from conftest import ROOT
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("## Fine-tune on your photos", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```shell", 1)[1].split("```", 1)[0]
+    commands = [line.split("python main.py ", 1)[1].split() for line in block.splitlines()
+                if line.startswith("python main.py ")]
+    assert len(commands) == 5
+    cats = os.path.join(photos, "val", "cat")
+    new_photo = shutil.copy(os.path.join(cats, sorted(os.listdir(cats))[0]), tmp_path / "new_photo.jpg")
+    shutil.copy(new_photo, tmp_path / "another.jpg")
+    train = ["--backend=cpu", f"--pretrained={resnet18_pth}", f"--weights_cache_dir={tmp_path / 'cache'}",
+             f"--image_size={SIZE}", "--batch_size=4", "--max_train_steps=2"]
+    outputs = []
+    for args in commands:
+        args = [a.replace("my_photos", photos).replace("runs/", f"{tmp_path}/runs/")
+                .replace("exported/", f"{tmp_path}/exported/")
+                .replace("new_photo.jpg,another.jpg", f"{tmp_path / 'new_photo.jpg'},{tmp_path / 'another.jpg'}")
+                for a in args]
+        extra = train if any(a.startswith("--flagfile") for a in args) else ["--backend=cpu"]
+        outputs.append(run_main(*args, *extra).stdout)
+    assert "--freeze=backbone" in outputs[0] and "--head_lr_multiplier=10" in outputs[1]
+    assert "Validation dataset size: 6" in outputs[2]
+    assert "new_photo.jpg" in outputs[3] and re.search(r"\b(cat|dog|fox) \(label [012]\)", outputs[3]), outputs[3]
+    assert os.path.isfile(tmp_path / "exported" / "photos" / "saved_model.pb"), outputs[4]
