@@ -21,11 +21,12 @@ __all__ = ["zoo_table"]
 
 
 def _flag_files() -> Dict[str, List[str]]:
-    """model -> the recipe flag files in configs/ that set ``--model`` to it (the demo's excluded)."""
+    """model -> the recipe flag files in configs/ that set ``--model`` to it (the demo's and the fine-tuning
+    files, whose model is only their default, excluded)."""
     configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
     found: Dict[str, List[str]] = {}
     for name in sorted(os.listdir(configs)):
-        if not name.endswith(".flags") or name.startswith("demo"):
+        if not name.endswith(".flags") or name.startswith(("demo", "finetune_")):
             continue
         with open(os.path.join(configs, name), encoding="utf-8") as f:
             for line in f:
