@@ -69,6 +69,14 @@ def test_two_ranks_average_gradients_and_stay_bitwise_equal(tmp_path):
     assert reports[0]["loss_sum"] == pytest.approx(reports[0]["local_loss"] + reports[1]["local_loss"], rel=1e-6)
     # The adapter's loss-scale optimizer: only rank 1's gradient overflowed, and both ranks skipped the step.
     assert [r["overflow"] for r in reports] == [{"finite": False, "probe": [1.0, 1.0], "iterations": 1}] * 2
+    # It read that from the adapter's float status: a float32 buffer, summed over the ranks (HCCL and every
+    # GPU collective reduce float32; the adapter never all-reduces an int32 verdict).
+    for rank in (0, 1):
+        rank_calls = calls[f"rank{rank}"]
+        [status] = events(rank_calls, "float_status")
+        assert status["dtype"] == "float32" and status["workers"] == 2
+        after = [c for c in events(rank_calls, "all_reduce") if c["seq"] > status["seq"]][0]
+        assert (after["reduction"], after["dtypes"], after["n"]) == ("sum", ["float32"], 1)
     # The gradient all-reduce ran inside the tf.function, once.
     traced = [c for c in events(calls["rank1"], "all_reduce_run") if c["traced"]]
     assert len(traced) == 1 and traced[0]["n"] == 2

@@ -56,6 +56,7 @@ def test_one_npu_trains_with_options_before_open_and_loop_sinking(tmp_path):
 
     # Loop sinking: each tf.function call runs --iterations_per_loop steps on the device.
     assert [c["n"] for c in events(calls, "set_npu_loop_size")] == [3]  # set once, unchanged after
+    assert [c["n"] for c in events(calls, "loop_sunk")] == [3, 3]  # the body ran 3 times per call
     assert not [c for c in events(calls, "set_option") if c["after_open"]]
     assert first_seq(calls, "set_npu_loop_size") > first_seq(calls, "first_variable_created")
 
@@ -109,7 +110,10 @@ def test_main_launches_two_ranks_that_train(tmp_path):
         # Gradients averaged every step, inside the device loop: traced once, run once per step.
         [gradients] = [c for c in events(rank_calls, "all_reduce") if c["traced"] and c["reduction"] == "mean"]
         runs = [c for c in events(rank_calls, "all_reduce_run") if c["traced"] and c["n"] == gradients["n"]]
-        assert len(runs) == 4 and gradients["n"] == 16  # AlexNet's 8 kernels and 8 biases
+        # AlexNet's 8 kernels and 8 biases, with the loss and the stop request in the same all-reduce.
+        assert len(runs) == 4 and gradients["n"] == 18 and gradients["dtypes"] == ["float32"]
+        # Each call's loop was sunk: its body ran loop-size times.
+        assert [c["n"] for c in events(rank_calls, "loop_sunk")] == [2, 2]
         assert first_seq(rank_calls, "first_variable_created") < broadcast["seq"] < runs[0]["seq"]
         # Eager collectives: ranks agree on the start step and the final weights (exact max == min), then
         # leave together.

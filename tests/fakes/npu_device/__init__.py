@@ -11,10 +11,14 @@ recorded (``_standin``). Tests put ``tests/fakes`` on ``sys.path`` or ``PYTHONPA
 
 Deliberate differences from the real adapter, and why:
 
-* No NPU and no graph engine: ops run on the CPU; ``as_default()`` does not replace ``tf.function``
-  or the default device (the adapter's ``npu_compat_function``), and loops are not sunk onto a
-  device. What can be checked on the CPU is the order of calls: the stand-in records whether
-  variables existed before ``open()`` and which were created after ``as_default()``.
+* No NPU and no graph engine: ops run on the CPU; ``as_default()`` does not replace the default
+  device (the adapter's custom device). What can be checked on the CPU is the order of calls: the
+  stand-in records whether variables existed before ``open()`` and which were created after
+  ``as_default()``.
+* Loop sinking is reproduced, not just recorded (``_loop``): after ``as_default()``, an eager call of a
+  ``tf.function`` that the adapter would sink (it reads an iterator and ends with its only loop) runs the
+  loop's body ``set_npu_loop_size`` times with the loop's initial inputs, as the adapter's rewritten
+  graph does. The stand-in rewrites the ``GraphDef`` in Python where the adapter does it in C++.
 * ``open()`` checks what HCCL would check when it starts, because a test cannot reach HCCL: the
   rank table exists and lists ``RANK_ID`` on the physical device this process opened (the logical
   ``device_id`` mapped through ``ASCEND_VISIBLE_DEVICES``, see ``_device_check``); errors are
@@ -30,11 +34,14 @@ Deliberate differences from the real adapter, and why:
 * ``broadcast`` refuses variables created before ``as_default()`` (on a real NPU they would live on
   the host and HCCL would fail or copy); ``all_reduce`` refuses dtypes HCCL does not move
   (``float64``).
-* ``NpuLossScaleOptimizer`` detects overflow from the gradients' values (``tf.math.is_finite``);
-  the adapter reads the NPU's float status registers. Both all-reduce the verdict so that every
-  rank skips the same steps. TensorFlow 2.6's Keras has only ``OptimizerV2``; ``tf_keras`` 2.21 (the
-  project's Keras 2) makes the newer optimizers by default, so the stand-in subclasses Keras 2's
-  ``LossScaleOptimizerV3`` for those. ``is_inf_nan_enabled()`` is False (Ascend 910 saturation mode).
+* ``NpuLossScaleOptimizer`` takes the adapter's float-status path (``_float_status``: allocate a
+  float32 status after the gradients, read it, clear it; between ranks the float32 statuses are
+  summed and compared with the cleared one), but the status is derived from the gradients' values
+  (an inf or NaN among them) where the adapter reads the AI core's overflow register, which also
+  records overflows that saturated to finite values (Ascend 910's default saturation mode).
+  TensorFlow 2.6's Keras has only ``OptimizerV2``; ``tf_keras`` 2.21 (the project's Keras 2) makes
+  the newer optimizers by default, so the stand-in subclasses Keras 2's ``LossScaleOptimizerV3`` for
+  those. ``is_inf_nan_enabled()`` is False (Ascend 910 saturation mode).
 * Options set after ``open()`` are recorded with ``after_open=True`` (the adapter ignores them).
 """
 
@@ -43,7 +50,7 @@ import os
 
 from absl import logging
 
-from npu_device import _device_check, _hccl, _standin, distribute, train
+from npu_device import _device_check, _hccl, _loop, _standin, distribute, train
 from npu_device._options import global_options
 
 __all__ = ["distribute", "global_options", "is_inf_nan_enabled", "open", "set_device_sat_mode",
@@ -72,6 +79,7 @@ class NpuDeviceHandle:
         _standin.record("as_default", device_id=self._device_id)
         _standin.STATE.is_default = True
         _standin.start_tracking_variables()
+        _loop.install()
         return self
 
 
@@ -147,6 +155,7 @@ def set_npu_loop_size(loop_size):
         logging.error("Npu loop size must be greater than 0, got %d", loop_size)
         _standin.record("set_npu_loop_size", n=loop_size, ignored=True)
         return
+    _loop.set_loop_size(loop_size)
     _standin.record("set_npu_loop_size", n=loop_size, ignored=False)
 
 

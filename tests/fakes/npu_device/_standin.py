@@ -78,7 +78,8 @@ def reset():
         STATE.creator_scope.__exit__(None, None, None)
     STATE.__init__()
     CALLS.clear()
-    from npu_device import _hccl, _options
+    from npu_device import _hccl, _loop, _options
 
     _hccl.close()
     _options.reset()
+    _loop.uninstall()

@@ -3,12 +3,13 @@
 As in the adapter, a subclass of Keras 2's ``LossScaleOptimizer`` with the same constructor
 (``inner_optimizer, dynamic=True, initial_scale=None, dynamic_growth_steps=None``), a
 ``last_step_finite`` variable, and an ``apply_gradients(grads_and_vars, name=None)`` that decides
-itself whether the step overflowed: the verdict is all-reduced across ranks (every rank skips the
-same steps); a skipped step only advances ``iterations``; in dynamic mode the loss scale halves
+itself whether the step overflowed: the float32 float status read after the gradients is summed
+across ranks (``_float_status``; every rank skips the same steps); a skipped step only advances
+``iterations``; in dynamic mode the loss scale halves
 (never below 1) after an overflow and doubles after ``dynamic_growth_steps`` finite steps.
 
-Differences (see the package docstring): overflow is read from the gradients' values instead of the
-NPU's float status; newer Keras 2 optimizers (``tf_keras``'s default ones) get Keras 2's
+Differences (see the package docstring): the float status is derived from the gradients' values
+instead of the NPU's overflow register; newer Keras 2 optimizers (``tf_keras``'s default ones) get Keras 2's
 ``LossScaleOptimizerV3`` as the base, ``OptimizerV2`` ones its ``LossScaleOptimizer`` as in
 TensorFlow 2.6. Keras 3 optimizers are refused with the base class's ``TypeError``: the adapter
 runs on TensorFlow 2.6's Keras 2 only.
@@ -16,7 +17,7 @@ runs on TensorFlow 2.6's Keras 2 only.
 
 import tensorflow as tf
 
-from npu_device import _standin
+from npu_device import _float_status, _standin
 from npu_device.distribute import all_reduce
 
 try:  # Keras 2 (tf_keras, or tf.keras on TensorFlow 2.6)
@@ -29,13 +30,10 @@ except ImportError:  # pragma: no cover - TensorFlow 2.6's own Keras
 
 
 def _finite_on_all_ranks(grads):
-    """True iff no rank's gradients hold inf or nan (the adapter all-reduces its float status)."""
-    flags = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-    overflow = tf.cast(tf.logical_not(tf.reduce_all(flags)), tf.int32) if flags else tf.constant(0, tf.int32)
+    """True iff no rank's float status shows an overflow after ``grads`` (the adapter's float32 check)."""
     handle = _standin.STATE.handle
-    if handle is not None and handle.workers_num > 1:
-        overflow = all_reduce([overflow], "sum", fusion=0)[0]
-    return tf.equal(overflow, 0)
+    workers = handle.workers_num if handle is not None else 1
+    return _float_status.finite_status_after_executed(list(grads), workers, all_reduce)
 
 
 def _update_loss_scale(state, is_finite):
