@@ -447,3 +447,18 @@ def test_readme_fine_tune_example_runs_as_written(resnet18_pth, photos, tmp_path
     assert "Validation dataset size: 6" in outputs[2]
     assert "new_photo.jpg" in outputs[3] and re.search(r"\b(cat|dog|fox) \(label [012]\)", outputs[3]), outputs[3]
     assert os.path.isfile(tmp_path / "exported" / "photos" / "saved_model.pb"), outputs[4]
+
+
+def test_two_worker_processes_freeze_and_multiply_alike(resnet18_pth, photos, tmp_path):
+    """--rank_size=2 on CPUs (two worker processes, MultiWorkerMirroredStrategy): the multipliers find every
+    distributed variable (a miss would stop the run), the frozen backbone stays the file's on both ranks."""
+    log_dir = tmp_path / "two"
+    proc = run_main("--rank_size=2", "--model=resnet18", f"--pretrained={resnet18_pth}", "--freeze=backbone",
+                    "--head_lr_multiplier=10", "--optimizer=momentum", "--lr=0.01",
+                    f"--weights_cache_dir={tmp_path / 'cache'}", *_common(photos, log_dir, "--batch_size=2"))
+    assert proc.stdout.count("weights identical on all 2 ranks") == 2, proc.stdout
+    want = _torch_path_weights(resnet18_pth)
+    got = _checkpoint_weights(str(log_dir / "0" / "model.ckpt-2"))
+    for key in want:
+        if not key.startswith("fc/"):
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)

@@ -438,7 +438,11 @@ class _MultipliedBase:
         table.by_key = {_variable_key(self, v): m for v, m in zip(var_list, table.values)}
 
     def _multiplier(self, variable) -> float:
-        return self._lr_multipliers.by_key.get(_variable_key(self, variable), 1.0)
+        try:
+            return self._lr_multipliers.by_key[_variable_key(self, variable)]
+        except KeyError:  # never silently 1: a variable the optimizer was not built on, or a key that changed
+            raise RuntimeError(f"{getattr(variable, 'name', variable)}: no learning-rate multiplier; the optimizer "
+                               "was built on other variables (or this Keras keys variables differently).") from None
 
 
 def _scaled(gradient, m: float):
