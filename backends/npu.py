@@ -17,6 +17,7 @@ it comes from.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -39,6 +40,7 @@ __all__ = [
     "PRECISION_MODES",
     "NPUBackend",
     "import_npu_device",
+    "leaf_options",
     "parse_npu_options",
 ]
 
@@ -77,6 +79,10 @@ def import_npu_device():
 
 def parse_npu_options(items: Sequence[str]) -> Dict[str, str]:
     """``["k=v", "a.b=1"]`` -> ``{"k": "v", "a.b": "1"}``: values stay text until the adapter's table types them.
+
+    Keys are checked against the adapter's option tree when the backend is set up (unknown ones are
+    refused with the valid names); a key naming a group (``dump_config``) takes a JSON object, merged
+    into the group option by option.
 
     Raises:
         ValueError: for an item without ``=`` or with an empty key.
@@ -243,7 +249,8 @@ class NPUBackend(Backend):
         # Options are read when the device opens: all of them first. NPU_LOOP_SIZE is left alone: the
         # adapter reads it once, when it is imported; set_loop_size() sets the loop size before each loop.
         global_options = npu.global_options()
-        for key, value in self.options.items():
+        # Every key is checked before any is set: a refused one leaves nothing half-applied.
+        for key, value in leaf_options(global_options, self.options):
             _set_option(global_options, key, value)
         device_id = self._device_id()
         try:
@@ -412,6 +419,84 @@ def _typed_value(value: Any, option: Any) -> Any:
         if candidate is not None and str(candidate).lower() == value.strip().lower():
             return candidate
     return value  # not allowed: the adapter refuses it below, and the message lists what is
+
+
+def _option_names(group: Any) -> List[str]:
+    """The option names of one of the adapter's option groups (``NpuBaseConfig._fixed_attrs``)."""
+    names = getattr(group, "_fixed_attrs", None)
+    return [str(n) for n in names] if isinstance(names, (list, tuple)) else []
+
+
+def _is_group(item: Any) -> bool:
+    """An option group (``NpuBaseConfig``: ``as_dict``), not one option (``OptionValue``: ``optional``)."""
+    return item is not None and hasattr(item, "as_dict") and not hasattr(item, "optional")
+
+
+def _valid_names(group: Any, prefix: str) -> str:
+    names = []
+    for name in _option_names(group):
+        names.append(f"{prefix}{name}" + (".*" if _is_group(getattr(group, name, None)) else ""))
+    return ", ".join(names)
+
+
+def _json_object(value: Any) -> Optional[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def leaf_options(global_options: Any, options: Mapping[str, Any]) -> List[Tuple[str, Any]]:
+    """``options`` as ``(dotted key, value)`` pairs of single options, checked against the adapter's tree.
+
+    A key that names a group merges a JSON object (``dump_config={"enable_dump": true}``) into that
+    group option by option, after and beside any ``dump_config.*`` key given elsewhere. Setting the group
+    itself, as ``setattr(global_options, "dump_config", value)`` would, replaces the adapter's group
+    object (``NpuBaseConfig.__setattr__``, ``configs/option_base.py``) and drops every option set in it:
+    that is refused.
+
+    Raises:
+        ValueError: an unknown key (one line with the valid names of its group), or a group given a value
+            that is not a JSON object.
+    """
+    out: List[Tuple[str, Any]] = []
+    for key, value in options.items():
+        _expand_option(global_options, str(key), value, out)
+    return out
+
+
+def _expand_option(root: Any, key: str, value: Any, out: List[Tuple[str, Any]]) -> None:
+    parts = key.split(".")
+    group, item = root, None
+    for i, part in enumerate(parts):
+        prefix = ".".join(parts[:i]) + "." if i else ""
+        names = _option_names(group)
+        if names and part not in names:
+            where = f"the options of {prefix[:-1]} are" if prefix else "its options are"
+            raise ValueError(f"npu_device has no option {key}; {where}: {_valid_names(group, prefix)}. Check "
+                             "--npu_option (nested options as group.option, e.g. dump_config.enable_dump).")
+        item = getattr(group, part, None)
+        if i < len(parts) - 1:
+            if not _is_group(item):
+                raise ValueError(f"npu_device has no option {key}: {prefix}{part} is an option, not a group.")
+            group = item
+    if not _is_group(item):
+        out.append((key, value))
+        return
+    mapping = _json_object(value)
+    if mapping is None:
+        first = (_option_names(item) or ["option"])[0]
+        raise ValueError(
+            f"--npu_option={key}={value}: {key} is a group of options ({_valid_names(item, key + '.')}); set them "
+            f"one by one (--npu_option={key}.{first}=...) or as a JSON object (--npu_option='{key}={{\"{first}\": "
+            "...}'). A plain value would replace the whole group and drop its other options.")
+    for name, sub_value in mapping.items():
+        _expand_option(root, f"{key}.{name}", sub_value, out)
 
 
 def _set_option(options: Any, key: str, value: Any) -> None:

@@ -3,8 +3,10 @@
 Mixed bfloat16 where the hardware multiplies bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs
 of compute capability 8.0 or more): the same exponent range as float32, so no loss scaling, and
 matrix units that run several times faster than in float32. Mixed float16 with dynamic loss scaling
-on older GPUs (tensor cores from 7.0; float16 arithmetic everywhere). float32 otherwise: without the
-instructions, bfloat16 is emulated and slower than float32.
+on GPUs with tensor cores but without bfloat16 ones (compute capability 7.x: Volta, Turing). float32
+otherwise: without the instructions, bfloat16 is emulated and slower than float32, and float16 on a
+GPU without tensor cores (Pascal's 6.x: P100 computes float16 at twice the float32 rate, the GTX 10xx
+cards at a small fraction of it) saves memory at best, for loss scaling's cost and risk.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def gpu_precision(capabilities: Sequence[Optional[Tuple[int, int]]]) -> Tuple[st
     text = f"{lowest[0]}.{lowest[1]}"
     if lowest >= (8, 0):
         return "bf16", f"GPU compute capability {text} >= 8.0 computes bfloat16 natively"
-    if lowest >= (6, 0):
-        return "fp16", f"GPU compute capability {text} < 8.0: float16 with dynamic loss scaling"
-    return "fp32", f"GPU compute capability {text} < 6.0 has no fast float16"
+    if lowest >= (7, 0):
+        return "fp16", (f"GPU compute capability {text} (7.x) has float16 tensor cores, no bfloat16 ones: "
+                        "float16 with dynamic loss scaling")
+    return "fp32", f"GPU compute capability {text} < 7.0 has no tensor cores"

@@ -76,7 +76,8 @@ def test_options_are_set_before_the_device_opens(standin):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"no_such_option": "1"}, r"^npu_device has no option no_such_option \(NpuConfig has no option no_such_option"),
+    ({"no_such_option": "1"}, r"^npu_device has no option no_such_option; its options are: graph_run_mode, "
+                              r"graph_memory_max_size, .*precision_mode, .*dump_config\.\*, .*experimental\.\*"),
     ({"op_compiler_cache_mode": "sometimes"},
      r"refused the option op_compiler_cache_mode='sometimes' \(ValueError.*allowed values of "
      r"op_compiler_cache_mode: enable, disable, force\.$"),
@@ -84,8 +85,13 @@ def test_options_are_set_before_the_device_opens(standin):
                                r"deterministic: 0, 1\.$"),
     ({"jit_compile": "maybe"}, r"allowed values of jit_compile: true, false, auto\.$"),
     ({"hcom_parallel": "1"}, r"TypeError: Expected bool, got str\); allowed values of hcom_parallel: True, False"),
-    ({"dump_config.nothing": "1"}, r"^npu_device has no option dump_config.nothing \(NpuDumpConfig has no"),
-    ({"nothing.enable_dump": "1"}, r"^npu_device has no option nothing.enable_dump"),
+    ({"dump_config.nothing": "1"}, r"^npu_device has no option dump_config.nothing; the options of dump_config "
+                                   r"are: dump_config.enable_dump, dump_config.dump_path, .*dump_config.dump_layer\. "),
+    ({"nothing.enable_dump": "1"}, r"^npu_device has no option nothing.enable_dump; its options are: graph_run_mode"),
+    ({"precision_mode.x": "1"}, r"^npu_device has no option precision_mode.x: precision_mode is an option, not a"),
+    ({"dump_config": "1"}, r"^--npu_option=dump_config=1: dump_config is a group of options \(dump_config."
+                           r"enable_dump, .*\); set them one by one \(--npu_option=dump_config.enable_dump=...\) "
+                           r"or as a JSON object .* A plain value would replace the whole group"),
 ])
 def test_options_the_adapter_rejects_are_one_line_with_the_allowed_values(standin, options, message):
     backend = npu.NPUBackend(options=options, environ={})
@@ -93,6 +99,27 @@ def test_options_the_adapter_rejects_are_one_line_with_the_allowed_values(standi
         backend.setup()
     assert "\n" not in str(info.value)
     assert not events(_calls(standin), "open")  # nothing opened with a half-applied configuration
+
+
+def test_option_groups_merge_option_by_option_and_are_never_replaced(standin):
+    """--npu_option keys of one group, named alone or as a JSON object, all reach the device."""
+    options = npu.parse_npu_options(["dump_config.enable_dump=true", "dump_config.dump_path=/dump",
+                                     'dump_config={"dump_mode": "all", "dump_step": "0|5"}',
+                                     'experimental={"graph_memory_optimize_config": {"recompute": "manual"}}'])
+    npu.NPUBackend(options=options, environ={}).setup()
+    typed = {c["key"]: c["value"] for c in events(_calls(standin), "set_option")}
+    assert not [k for k in typed if k in ("dump_config", "experimental")]  # no group was set as a whole
+    [opened] = events(_calls(standin), "open")
+    assert {k: opened["options"][k] for k in ("enable_dump", "dump_path", "dump_mode", "dump_step", "recompute")} == {
+        "enable_dump": "1", "dump_path": "/dump", "dump_mode": "all", "dump_step": "0|5", "recompute": "manual"}
+
+
+def test_setting_a_group_as_a_whole_would_drop_its_options(standin):
+    """Why a plain value for a group is refused: the adapter replaces the group object."""
+    tree = standin.global_options()
+    tree.dump_config.enable_dump = True
+    tree.dump_config = "1"
+    assert "enable_dump" not in tree.as_dict()
 
 
 def test_text_option_values_take_the_adapters_types(standin):

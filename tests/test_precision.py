@@ -56,9 +56,37 @@ def test_auto_precision_on_gpus_follows_the_lowest_compute_capability():
 
     assert gpu_precision([(9, 0), (8, 0)])[0] == "bf16"
     assert gpu_precision([(8, 6), (7, 5)])[0] == "fp16"  # mixed cards: the older one decides
-    assert gpu_precision([(6, 1)])[0] == "fp16"
+    assert gpu_precision([(7, 0)])[0] == "fp16"
+    assert gpu_precision([(6, 1)])[0] == "fp32"  # Pascal: no tensor cores
+    assert gpu_precision([(6, 0)])[0] == "fp32"
     assert gpu_precision([(5, 2)])[0] == "fp32"
     assert gpu_precision([None])[0] == "fp32"
+
+
+@pytest.mark.parametrize("capabilities, expected, reason", [
+    ([(9, 0)], "bf16", "GPU compute capability 9.0 >= 8.0 computes bfloat16 natively"),
+    ([(8, 0), (8, 6)], "bf16", "GPU compute capability 8.0 >= 8.0"),
+    ([(7, 5)], "fp16", "GPU compute capability 7.5 (7.x) has float16 tensor cores, no bfloat16 ones"),
+    ([(8, 0), (7, 0)], "fp16", "GPU compute capability 7.0 (7.x)"),
+    ([(6, 0)], "fp32", "GPU compute capability 6.0 < 7.0 has no tensor cores"),
+    ([None], "fp32", "the GPUs' compute capability is unknown"),
+])
+def test_gpu_backend_auto_precision_reads_each_used_gpus_device_description(monkeypatch, capabilities, expected,
+                                                                           reason):
+    """The GPU backend with its devices' descriptions mocked (there is no GPU here): the oldest used GPU decides."""
+    from backends.gpu import GPUBackend
+
+    gpus = [tf.config.PhysicalDevice(name=f"/physical_device:GPU:{i}", device_type="GPU")
+            for i in range(len(capabilities))]
+    details = {g.name: ({"compute_capability": c, "device_name": "mock"} if c else {"device_name": "mock"})
+               for g, c in zip(gpus, capabilities)}
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: details[device.name])
+    backend = GPUBackend(rank_size=len(capabilities), precision="auto", multi_worker=False)
+    note = backend.resolve_precision()
+    assert backend.precision == expected
+    assert note.startswith(f"Precision: {expected} (--precision=auto: {reason}")
+    assert backend.resolve_precision() == note  # decided once
 
 
 def test_auto_is_the_default_and_the_log_says_what_it_chose_and_why(tmp_path):

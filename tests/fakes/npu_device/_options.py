@@ -3,7 +3,8 @@
 The table is that of ``tf_adapter_2.x/python/npu_device/configs/*.py`` (Ascend/tensorflow, master,
 December 2023). The checks behave as ``configs/option_base.py`` does:
 
-* an unknown name raises ``ValueError("<Group> has no option <name>, all options [...]")``;
+* an unknown name raises ``ValueError("<Group> has no option <name>, all options [...]")``; a group lists
+  its option names in ``_fixed_attrs``;
 * a value outside an option's allowed list raises ``TypeError("Expected <type>, got <type>")`` when
   the option has a default of another type (``deterministic="1"``: the default is the int 0), else
   ``ValueError("'<value>' not in optional list [...]")``; membership is Python's ``in``, so ``True``
@@ -169,6 +170,11 @@ class Group:
     def _name(self):
         return _GROUP_CLASS_NAMES.get(self._path, "NpuBaseConfig")
 
+    @property
+    def _fixed_attrs(self):
+        """The group's option names, as ``NpuBaseConfig._fixed_attrs`` lists them."""
+        return list(self._items)
+
     def __getattr__(self, key):
         items = object.__getattribute__(self, "_items")
         if key in items:
@@ -182,7 +188,9 @@ class Group:
         if isinstance(target, Option):
             target.value = value
         else:
-            self._items[key] = value  # as the adapter does: the group object is replaced
+            # As the adapter does (NpuBaseConfig.__setattr__): the group object is replaced, and every option
+            # set in it before is gone from as_dict().
+            self._items[key] = value
         _standin.record("set_option", key=self._path + key, value=value,
                         after_open=_standin.STATE.handle is not None)
 
