@@ -429,7 +429,7 @@ def test_readme_fine_tune_example_runs_as_written(resnet18_pth, photos, tmp_path
     block = section.split("```shell", 1)[1].split("```", 1)[0]
     commands = [line.split("python main.py ", 1)[1].split() for line in block.splitlines()
                 if line.startswith("python main.py ")]
-    assert len(commands) == 5
+    assert len(commands) == 6
     cats = os.path.join(photos, "val", "cat")
     new_photo = shutil.copy(os.path.join(cats, sorted(os.listdir(cats))[0]), tmp_path / "new_photo.jpg")
     shutil.copy(new_photo, tmp_path / "another.jpg")
@@ -442,11 +442,14 @@ def test_readme_fine_tune_example_runs_as_written(resnet18_pth, photos, tmp_path
                 .replace("new_photo.jpg,another.jpg", f"{tmp_path / 'new_photo.jpg'},{tmp_path / 'another.jpg'}")
                 for a in args]
         extra = train if any(a.startswith("--flagfile") for a in args) else ["--backend=cpu"]
+        if any(a.startswith("--pretrained=") for a in args):  # 6.: from the probe's checkpoint, not the .pth
+            extra = [a for a in extra if not a.startswith("--pretrained=")]
         outputs.append(run_main(*args, *extra).stdout)
     assert "--freeze=backbone" in outputs[0] and "--head_lr_multiplier=10" in outputs[1]
     assert "Validation dataset size: 6" in outputs[2]
     assert "new_photo.jpg" in outputs[3] and re.search(r"\b(cat|dog|fox) \(label [012]\)", outputs[3]), outputs[3]
     assert os.path.isfile(tmp_path / "exported" / "photos" / "saved_model.pb"), outputs[4]
+    assert f"--pretrained={tmp_path}/runs/probe (checkpoint " in outputs[5] and "kept fresh: none" in outputs[5]
 
 
 def test_two_worker_processes_freeze_and_multiply_alike(resnet18_pth, photos, tmp_path):
