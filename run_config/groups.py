@@ -133,8 +133,8 @@ class DataConfig:
     batch_size: int = setting(32, "Mini-batch size per device (resume compares the global batch, batch_size x "
                               "replicas).", minimum=1)
     val_split: float = setting(0.0, "Carve a deterministic, class-stratified validation split of this fraction from "
-                               "the training data (image folders without val/, file_list without --val_list).", minimum=0.0, maximum=0.9,
-                               role="meaning")
+                               "the training data (image folders without val/, file_list without --val_list).",
+                               minimum=0.0, maximum=0.9, role="meaning")
     train_list: Optional[str] = setting(None, "file_list: CSV or text file of 'path,label' lines, the training split "
                                         "(relative paths from the list's folder; labels class names or 0-based "
                                         "integers).")
