@@ -1,4 +1,5 @@
-"""Per-image training augmentations on uint8 images: AutoAugment, RandAugment, TrivialAugmentWide, random erasing.
+"""Per-image training augmentations on uint8 images: AutoAugment, RandAugment, TrivialAugmentWide, timm's
+RandAugment, random erasing.
 
 Semantics are torchvision's (``torchvision.transforms.AutoAugment`` with the ImageNet policy,
 ``RandAugment``, ``TrivialAugmentWide``, ``RandomErasing``), with the operations of
@@ -7,6 +8,18 @@ after the random-resized crop and flip and before normalisation, each image with
 seed, so a run is reproducible with ``--deterministic --seed=N``. Each policy first draws a
 :class:`Plan` (operations, signed magnitudes, which steps run) and then applies it, so the draws'
 statistics can be checked on their own.
+
+timm's RandAugment (``timm/data/auto_augment.py``, ``rand_augment_transform``: a policy string such as
+``rand-m9-mstd0.5-inc1``, :func:`parse_timm_rand_augment`) differs from torchvision's: ``n`` ops (2)
+drawn uniformly with replacement from 15 (AutoContrast, Equalize, Invert, Rotate, Posterize,
+Solarize, SolarizeAdd, Color, Contrast, Brightness, Sharpness, ShearX, ShearY, TranslateXRel,
+TranslateYRel; with ``inc`` the "increasing" variants, whose effect grows with the magnitude), each
+applied with probability ``p`` (0.5), at a magnitude drawn per op from ``N(m, mstd)`` clipped to
+``[0, mmax]`` (10) and mapped to its argument by timm's level functions, with a random sign for
+the signed ops. timm's ops are PIL's; here they are :mod:`datasets.image_ops`' (torchvision's
+semantics, which differ from PIL's in rounding), geometric ops sample bilinearly (TensorFlow's
+projective transform has no bicubic; timm picks bilinear or bicubic) and fill with the recipe's mean
+pixel (timm's ``img_mean``).
 
 Random erasing differs from torchvision only in where it runs: torchvision erases normalised
 float images with ``value=0``; here the rectangle is filled, before normalisation, with the pixel
@@ -17,6 +30,9 @@ to 0..255).
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,6 +43,13 @@ from datasets import image_ops
 __all__ = [
     "AUTO_AUGMENT_POLICIES",
     "ERASE_VALUES",
+    "TIMM_OPS",
+    "TimmPlan",
+    "TimmRandAugment",
+    "apply_timm_plan",
+    "check_policy",
+    "parse_timm_rand_augment",
+    "timm_rand_augment_plan",
     "IMAGENET_POLICY",
     "OPS",
     "Plan",
@@ -281,14 +304,203 @@ def random_erase(image: tf.Tensor, seed, probability: float, *, mean: Sequence[f
     return tf.where(inside, fill, image)
 
 
+# -- timm's RandAugment ---------------------------------------------------------------------------------
+
+# timm's _RAND_TRANSFORMS / _RAND_INCREASING_TRANSFORMS, in its order (the increasing set swaps
+# Posterize, Solarize and the four enhancements for their "Increasing" variants).
+TIMM_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
+            "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+_TIMM_SIGNED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"}
+_TIMM_ENHANCE = {"Color", "Contrast", "Brightness", "Sharpness"}
+_TIMM_LEVEL_DENOM = 10.0
+_TIMM_TRANSLATE_PCT = 0.45
+
+
+@dataclass(frozen=True)
+class TimmRandAugment:
+    """A parsed timm RandAugment string (``rand-m9-mstd0.5-inc1``).
+
+    Attributes:
+        magnitude: ``m``, the mean magnitude (timm's default 10, on a 0..10 scale).
+        num_layers: ``n``, ops per image (2).
+        prob: ``p``, probability that each drawn op runs (0.5).
+        magnitude_std: ``mstd``, the standard deviation of the per-op magnitude noise (0: none; inf,
+            written as more than 100: uniform in 0..m).
+        magnitude_max: ``mmax``, the upper clip of the magnitude (10).
+        increasing: ``inc``, use the increasing op variants (timm switches them on for any ``inc``
+            value: it tests ``bool`` of the text, so ``inc0`` switches them on too).
+    """
+
+    magnitude: float = 10.0
+    num_layers: int = 2
+    prob: float = 0.5
+    magnitude_std: float = 0.0
+    magnitude_max: float = 10.0
+    increasing: bool = False
+
+
+def parse_timm_rand_augment(config: str) -> TimmRandAugment:
+    """Parses timm's RandAugment string (``rand_augment_transform``): ``rand`` then ``-``-separated
+    ``m``, ``n``, ``p``, ``mstd``, ``mmax``, ``inc`` sections in any order.
+
+    Raises:
+        ValueError: not ``rand-...``, an unknown or malformed section, or a transform set (``t...``)
+            other than timm's default.
+    """
+    parts = config.split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"a timm RandAugment string starts with 'rand-', got {config!r}")
+    values: Dict[str, float] = {}
+    increasing = False
+    for part in parts[1:]:
+        match = re.fullmatch(r"([a-z]+)(\d.*)", part)
+        if not match or match.group(1) not in ("m", "n", "p", "mstd", "mmax", "inc"):
+            raise ValueError(f"unknown section {part!r} of the timm RandAugment string {config!r} "
+                             "(m, n, p, mstd, mmax and inc are supported)")
+        key, text = match.groups()
+        if key == "inc":
+            increasing = bool(text)
+            continue
+        try:
+            values[key] = float(text) if key in ("p", "mstd") else float(int(text))
+        except ValueError:
+            raise ValueError(f"section {part!r} of {config!r} needs a number after {key!r}") from None
+    std = values.get("mstd", 0.0)
+    spec = TimmRandAugment(magnitude=values.get("m", 10.0), num_layers=int(values.get("n", 2)),
+                           prob=values.get("p", 0.5), magnitude_std=float("inf") if std > 100 else std,
+                           magnitude_max=values.get("mmax", _TIMM_LEVEL_DENOM), increasing=increasing)
+    if spec.num_layers < 0 or not 0.0 <= spec.prob <= 1.0 or spec.magnitude_std < 0 or spec.magnitude_max <= 0:
+        raise ValueError(f"timm RandAugment string {config!r}: n >= 0, 0 <= p <= 1, mstd >= 0 and mmax > 0")
+    return spec
+
+
+def check_policy(name: str) -> None:
+    """Raises ValueError unless ``name`` is one of :data:`AUTO_AUGMENT_POLICIES` or a timm RandAugment string."""
+    if name in AUTO_AUGMENT_POLICIES:
+        return
+    if name.startswith("rand-") or name == "rand":
+        parse_timm_rand_augment(name)
+        return
+    raise ValueError(f"auto_augment must be one of {AUTO_AUGMENT_POLICIES} or a timm RandAugment string "
+                     f"such as 'rand-m9-mstd0.5-inc1', got {name!r}")
+
+
+class TimmPlan(NamedTuple):
+    """The random draws of timm's RandAugment for one image.
+
+    Attributes:
+        ops: int32 [n], indices into :data:`TIMM_OPS`.
+        applied: bool [n], whether each op runs (probability ``p``).
+        levels: float32 [n], the magnitudes after noise and clipping (0..mmax).
+        args: float32 [n], each op's argument from timm's level function, signs included.
+    """
+
+    ops: tf.Tensor
+    applied: tf.Tensor
+    levels: tf.Tensor
+    args: tf.Tensor
+
+
+def _timm_args(ops: tf.Tensor, levels: tf.Tensor, negate: tf.Tensor, increasing: bool,
+               image_size: Tuple[int, int]) -> tf.Tensor:
+    """timm's ``LEVEL_TO_ARG`` functions (float64, as Python computes them), per op."""
+    level = tf.cast(levels, tf.float64) / _TIMM_LEVEL_DENOM
+    sign = tf.where(negate, -1.0, 1.0)
+    height, width = image_size
+    floor = tf.math.floor  # Python's int() of a non-negative value
+    if increasing:
+        posterize = 4.0 - floor(level * 4.0)
+        solarize = 256.0 - tf.minimum(256.0, floor(level * 256.0))
+        enhance = tf.maximum(0.1, 1.0 + sign * (level * 0.9))
+    else:
+        posterize = floor(level * 4.0)
+        solarize = tf.minimum(256.0, floor(level * 256.0))
+        enhance = level * 1.8 + 0.1
+    by_op = {
+        "Rotate": sign * (level * 30.0),
+        "Posterize": posterize,
+        "Solarize": solarize,
+        "SolarizeAdd": tf.minimum(128.0, floor(level * 110.0)),
+        "ShearX": sign * (level * 0.3),
+        "ShearY": sign * (level * 0.3),
+        "TranslateXRel": sign * (level * _TIMM_TRANSLATE_PCT) * width,
+        "TranslateYRel": sign * (level * _TIMM_TRANSLATE_PCT) * height,
+    }
+    for name in _TIMM_ENHANCE:
+        by_op[name] = enhance
+    table = tf.stack([by_op.get(name, tf.zeros_like(level)) for name in TIMM_OPS], axis=-1)  # [n, ops]
+    return tf.cast(tf.gather(table, ops, batch_dims=1), tf.float32)
+
+
+def timm_rand_augment_plan(seed, spec: TimmRandAugment, image_size: Tuple[int, int]) -> TimmPlan:
+    """timm's ``RandAugment.__call__`` and ``AugmentOp.__call__`` draws: ops with replacement, each
+    applied with probability ``p``, magnitude ``N(m, mstd)`` (uniform in 0..m for inf) clipped to
+    ``[0, mmax]``, a random sign for the signed ops."""
+    n = spec.num_layers
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    ops = tf.random.stateless_uniform([n], seeds[0], 0, len(TIMM_OPS), dtype=tf.int32)
+    applied = tf.random.stateless_uniform([n], seeds[1]) < spec.prob
+    if math.isinf(spec.magnitude_std):
+        levels = tf.random.stateless_uniform([n], seeds[2], 0.0, spec.magnitude)
+    elif spec.magnitude_std > 0:
+        levels = spec.magnitude + spec.magnitude_std * tf.random.stateless_normal([n], seeds[2])
+    else:
+        levels = tf.fill([n], float(spec.magnitude))
+    levels = tf.clip_by_value(levels, 0.0, spec.magnitude_max)
+    negate = tf.random.stateless_uniform([n], seeds[3]) > 0.5
+    return TimmPlan(ops, applied, levels, _timm_args(ops, levels, negate, spec.increasing, image_size))
+
+
+def _timm_op(image: tf.Tensor, op_index, arg, fill: Optional[Sequence[float]]) -> tf.Tensor:
+    """Applies ``TIMM_OPS[op_index]`` with its argument (after the level function)."""
+    arg = tf.cast(arg, tf.float32)
+    geo = dict(interpolation="bilinear", fill=fill)
+    branches = {
+        "AutoContrast": lambda: image_ops.autocontrast(image),
+        "Equalize": lambda: image_ops.equalize(image),
+        "Invert": lambda: image_ops.invert(image),
+        "Rotate": lambda: image_ops.rotate(image, arg, **geo),
+        "Posterize": lambda: image_ops.posterize(image, tf.minimum(arg, 8.0)),
+        "Solarize": lambda: image_ops.solarize(image, arg),
+        "SolarizeAdd": lambda: image_ops.solarize_add(image, arg),
+        "Color": lambda: image_ops.color(image, arg),
+        "Contrast": lambda: image_ops.contrast(image, arg),
+        "Brightness": lambda: image_ops.brightness(image, arg),
+        "Sharpness": lambda: image_ops.sharpness(image, arg),
+        "ShearX": lambda: image_ops.shear_x(image, arg, **geo),
+        "ShearY": lambda: image_ops.shear_y(image, arg, **geo),
+        "TranslateXRel": lambda: image_ops.affine(image, translate=(arg, 0.0), **geo),
+        "TranslateYRel": lambda: image_ops.affine(image, translate=(0.0, arg), **geo),
+    }
+    out = tf.switch_case(tf.cast(op_index, tf.int32), [branches[name] for name in TIMM_OPS])
+    out.set_shape(image.shape)
+    return out
+
+
+def apply_timm_plan(image: tf.Tensor, plan: TimmPlan, fill: Optional[Sequence[float]] = None) -> tf.Tensor:
+    """Runs the applied ops of a :class:`TimmPlan` on one uint8 image, in order."""
+    for step in range(int(plan.ops.shape[0])):
+        image = tf.cond(plan.applied[step], lambda i=image, s=step: _timm_op(i, plan.ops[s], plan.args[s], fill),
+                        lambda i=image: i)
+    return image
+
+
 def augment_image(image: tf.Tensor, seed, *, policy: str, num_ops: int = 2, magnitude: int = 9,
                   num_magnitude_bins: int = 31, interpolation: str = "bilinear",
-                  fill: Optional[Sequence[float]] = None) -> tf.Tensor:
-    """Applies ``policy`` (one of :data:`AUTO_AUGMENT_POLICIES`) to one uint8 image.
+                  fill: Optional[Sequence[float]] = None, timm_fill: Optional[Sequence[float]] = None) -> tf.Tensor:
+    """Applies ``policy`` (one of :data:`AUTO_AUGMENT_POLICIES`, or a timm RandAugment string) to one uint8 image.
 
     ``interpolation`` ``bicubic`` samples the geometric ops bilinearly (TensorFlow's projective
     transform has nearest and bilinear only).
+
+    Args:
+        fill: torchvision's policies' fill of the geometric ops (None: black, torchvision's default).
+        timm_fill: timm's fill (its ``img_mean``, the mean pixel); None: timm's default grey 128.
     """
+    if policy.startswith("rand-") or policy == "rand":
+        spec = parse_timm_rand_augment(policy)
+        plan = timm_rand_augment_plan(seed, spec, _size(image))
+        return apply_timm_plan(image, plan, list(timm_fill) if timm_fill is not None else [128, 128, 128])
     if interpolation not in image_ops.GEOMETRIC_INTERPOLATIONS:
         interpolation = "bilinear"
     if policy == "none":

@@ -7,8 +7,11 @@ with torchvision's semantics for uint8 tensors (``torchvision.transforms.functio
   clipped to 0..255 and truncated to uint8 (torch's ``.to(uint8)``): brightness blends with black,
   color (saturation) with the grey image (``0.2989 R + 0.587 G + 0.114 B``, truncated), contrast with
   the mean grey level, sharpness with the 3x3 smoothed image (border pixels kept);
-* posterize keeps the ``bits`` high bits, solarize inverts pixels ``>= threshold``, autocontrast
-  stretches each channel to 0..255, equalize is PIL's histogram equalisation per channel;
+* hue rotates the hue in torchvision's float HSV (``adjust_hue``: ``x / 255``, the shift modulo 1,
+  back to uint8 as ``int(x * 255.999)``);
+* posterize keeps the ``bits`` high bits, solarize inverts pixels ``>= threshold``, solarize_add adds to
+  the pixels below a threshold (timm's ``solarize_add``), autocontrast stretches each channel to
+  0..255, equalize is PIL's histogram equalisation per channel;
 * geometric ops (shear, translate, rotate) use torchvision's inverse affine matrix with pixel
   centres at half-integers around the image centre (shears about the top-left corner, rotations
   about the centre, counter-clockwise for positive angles), ``nearest`` or ``bilinear`` sampling
@@ -34,6 +37,7 @@ __all__ = [
     "contrast",
     "equalize",
     "grayscale",
+    "hue",
     "invert",
     "posterize",
     "rotate",
@@ -41,6 +45,7 @@ __all__ = [
     "shear_x",
     "shear_y",
     "solarize",
+    "solarize_add",
     "translate_x",
     "translate_y",
 ]
@@ -105,6 +110,63 @@ def posterize(image: tf.Tensor, bits) -> tf.Tensor:
 def solarize(image: tf.Tensor, threshold) -> tf.Tensor:
     """Inverts the values at or above ``threshold`` (0..255 scale)."""
     return tf.where(tf.cast(image, tf.float32) >= tf.cast(threshold, tf.float32), 255 - image, image)
+
+
+def solarize_add(image: tf.Tensor, addition, threshold=128) -> tf.Tensor:
+    """Adds ``addition`` to the values below ``threshold``, saturating at 255 (timm's ``solarize_add``)."""
+    x = tf.cast(image, tf.int32)
+    added = tf.minimum(x + tf.cast(addition, tf.int32), 255)
+    return tf.cast(tf.where(x < tf.cast(threshold, tf.int32), added, x), tf.uint8)
+
+
+def _rgb_to_hsv(x: tf.Tensor) -> tf.Tensor:
+    """float32 RGB in 0..1 -> HSV in 0..1, the formulas of torchvision's ``_rgb2hsv``."""
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    maxc = tf.reduce_max(x, axis=-1)
+    minc = tf.reduce_min(x, axis=-1)
+    flat = tf.equal(maxc, minc)
+    chroma = maxc - minc
+    ones = tf.ones_like(maxc)
+    saturation = chroma / tf.where(flat, ones, maxc)
+    divisor = tf.where(flat, ones, chroma)
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    is_r = tf.equal(maxc, r)
+    is_g = tf.logical_and(tf.equal(maxc, g), tf.logical_not(is_r))
+    is_b = tf.logical_not(tf.logical_or(is_r, tf.equal(maxc, g)))
+    zero = tf.zeros_like(maxc)
+    hue = (tf.where(is_r, bc - gc, zero) + tf.where(is_g, 2.0 + rc - bc, zero)
+           + tf.where(is_b, 4.0 + gc - rc, zero))
+    hue = tf.math.floormod(hue / 6.0 + 1.0, 1.0)
+    return tf.stack([hue, saturation, maxc], axis=-1)
+
+
+def _hsv_to_rgb(x: tf.Tensor) -> tf.Tensor:
+    """float32 HSV in 0..1 -> RGB, the formulas of torchvision's ``_hsv2rgb``."""
+    h, s, v = x[..., 0], x[..., 1], x[..., 2]
+    sector = tf.floor(h * 6.0)
+    f = h * 6.0 - sector
+    sector = tf.math.floormod(tf.cast(sector, tf.int32), 6)
+    p = tf.clip_by_value(v * (1.0 - s), 0.0, 1.0)
+    q = tf.clip_by_value(v * (1.0 - s * f), 0.0, 1.0)
+    t = tf.clip_by_value(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
+    # (r, g, b) per sector 0..5 of the hue circle.
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    channels = []
+    for c in range(3):
+        out = table[0][c]
+        for k in range(1, 6):
+            out = tf.where(tf.equal(sector, k), table[k][c], out)
+        channels.append(out)
+    return tf.stack(channels, axis=-1)
+
+
+def hue(image: tf.Tensor, factor) -> tf.Tensor:
+    """Shifts the hue by ``factor`` (in -0.5..0.5 of the colour circle), torchvision's ``adjust_hue``."""
+    x = tf.cast(image, tf.float32) / 255.0
+    hsv = _rgb_to_hsv(x)
+    shifted = tf.math.floormod(hsv[..., 0] + tf.cast(factor, tf.float32), 1.0)
+    rgb = _hsv_to_rgb(tf.stack([shifted, hsv[..., 1], hsv[..., 2]], axis=-1))
+    return tf.cast(rgb * (255.0 + 1.0 - 1e-3), tf.uint8)
 
 
 def invert(image: tf.Tensor) -> tf.Tensor:
