@@ -7,7 +7,7 @@ One function per part, each taking the configuration (or the group it needs); th
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -21,7 +21,7 @@ from training.weight_decay import DecayRule
 from zoo.recipe import ModelRecipe
 
 __all__ = ["dataset_name", "decay_rule", "make_backend", "make_dataset", "model_kwargs", "model_recipe",
-           "normalize_on_device", "rank_dirs", "restore_exclude", "transform_summary"]
+           "normalize_on_device", "rank_dirs", "transform_summary"]
 
 
 def dataset_name(config: RunConfig) -> str:
@@ -98,12 +98,6 @@ def decay_rule(config: RunConfig, recipe: ModelRecipe) -> DecayRule:
     return DecayRule(weight_decay=r.weight_decay, norm_weight_decay=r.norm_weight_decay,
                      bias_weight_decay=r.bias_weight_decay, embedding_weight_decay=r.embedding_weight_decay,
                      embedding_patterns=tuple(recipe.embedding_variables))
-
-
-def restore_exclude(config: RunConfig, recipe: ModelRecipe) -> Sequence[str]:
-    """``--restore_exclude``, by default the model's classifier layers."""
-    value = config.finetune.restore_exclude
-    return tuple(recipe.classifier) if value is None else tuple(value)
 
 
 def transform_summary(dataset: ImageDataset) -> Dict[str, Any]:

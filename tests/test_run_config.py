@@ -77,7 +77,7 @@ def test_model_without_recipe_gets_generic_defaults_not_alexnets():
 
     try:
         r = _resolve(["--model=plain_test_net"])
-        alexnet = _resolve(["--model=alexnet"])
+        alexnet = _resolve(["--model=alexnet_modelzoo"])  # the Ascend recipe: 150 epochs, smoothing 0.1
         assert r.source("lr") == "default" and r.source("max_epochs") == "default"
         assert r.config.schedule.max_epochs != alexnet.config.schedule.max_epochs  # 90 vs the Ascend recipe's 150
         assert r.config.regularization.label_smoothing == 0.0 != alexnet.config.regularization.label_smoothing
@@ -162,13 +162,16 @@ def test_resume_compares_the_global_batch_and_allows_free_settings():
 
 def test_help_groups_settings_with_the_chosen_models_defaults():
     out = run_main("--model=resnet50", "--help").stdout
-    assert "absltest" not in out and "tpu" not in out.lower()
+    assert "absltest" not in out and "--tpu" not in out and "test_srcdir" not in out
     assert "\nOptimizer:\n" in out and "\nSchedule and learning rate:\n" in out and "\nAscend NPU:\n" in out
     lr_line = next(line for line in out.splitlines() if line.startswith("  --lr_schedule="))
     assert "(default: piecewise [recipe resnet50])" in lr_line
-    alexnet = run_main("--help").stdout
-    assert "(default: cosine [recipe alexnet])" in next(
-        line for line in alexnet.splitlines() if line.startswith("  --lr_schedule="))
+    ascend = run_main("--model=alexnet_modelzoo", "--help").stdout
+    assert "(default: cosine [recipe alexnet_modelzoo])" in next(
+        line for line in ascend.splitlines() if line.startswith("  --lr_schedule="))
+    flagfile = run_main("--flagfile=configs/alexnet_imagenet_8p.flags", "--help").stdout  # a flag file's values too
+    assert "(default: 8 [flag file configs/alexnet_imagenet_8p.flags])" in next(
+        line for line in flagfile.splitlines() if line.startswith("  --rank_size="))
 
 
 def test_list_does_not_import_tensorflow():
