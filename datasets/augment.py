@@ -404,23 +404,26 @@ class TimmPlan(NamedTuple):
 def _timm_args(ops: tf.Tensor, levels: tf.Tensor, negate: tf.Tensor, increasing: bool,
                image_size: Tuple[int, int]) -> tf.Tensor:
     """timm's ``LEVEL_TO_ARG`` functions (float64, as Python computes them), per op."""
+    def f64(value):
+        return tf.constant(value, tf.float64)
+
     level = tf.cast(levels, tf.float64) / _TIMM_LEVEL_DENOM
-    sign = tf.where(negate, -1.0, 1.0)
+    sign = tf.where(negate, f64(-1.0), f64(1.0))
     height, width = image_size
     floor = tf.math.floor  # Python's int() of a non-negative value
     if increasing:
         posterize = 4.0 - floor(level * 4.0)
-        solarize = 256.0 - tf.minimum(256.0, floor(level * 256.0))
-        enhance = tf.maximum(0.1, 1.0 + sign * (level * 0.9))
+        solarize = 256.0 - tf.minimum(f64(256.0), floor(level * 256.0))
+        enhance = tf.maximum(f64(0.1), 1.0 + sign * (level * 0.9))
     else:
         posterize = floor(level * 4.0)
-        solarize = tf.minimum(256.0, floor(level * 256.0))
+        solarize = tf.minimum(f64(256.0), floor(level * 256.0))
         enhance = level * 1.8 + 0.1
     by_op = {
         "Rotate": sign * (level * 30.0),
         "Posterize": posterize,
         "Solarize": solarize,
-        "SolarizeAdd": tf.minimum(128.0, floor(level * 110.0)),
+        "SolarizeAdd": tf.minimum(f64(128.0), floor(level * 110.0)),
         "ShearX": sign * (level * 0.3),
         "ShearY": sign * (level * 0.3),
         "TranslateXRel": sign * (level * _TIMM_TRANSLATE_PCT) * width,

@@ -46,6 +46,7 @@ __all__ = [
     "distort_color_plan",
     "jitter_plan",
     "lighting",
+    "lighting_alpha",
     "lighting_offset",
 ]
 
@@ -92,7 +93,7 @@ def jitter_plan(seed, brightness: float = 0.0, contrast: float = 0.0, saturation
     """torchvision's ``ColorJitter.get_params``: a uniform random order and uniform factors."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
     # The ranks of four i.i.d. uniforms are a uniformly random permutation.
-    order = tf.argsort(tf.random.stateless_uniform([4], seeds[0]), output_type=tf.int32)
+    order = tf.cast(tf.argsort(tf.random.stateless_uniform([4], seeds[0])), tf.int32)
     low = tf.constant([max(0.0, 1.0 - brightness), max(0.0, 1.0 - contrast), max(0.0, 1.0 - saturation), -hue])
     high = tf.constant([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
     factors = low + (high - low) * tf.random.stateless_uniform([4], seeds[1])
@@ -202,12 +203,17 @@ def lighting_offset(alpha, eigval: Sequence[float] = IMAGENET_EIGVAL,
     return tf.linalg.matvec(tf.constant(eigvec, tf.float32), weights)
 
 
+def lighting_alpha(seed, alphastd: float = 0.1) -> tf.Tensor:
+    """The eigenvector weights of one image: float32 [3] ``~ N(0, alphastd)``."""
+    return tf.random.stateless_normal([3], tf.cast(seed, tf.int64), stddev=alphastd)
+
+
 def lighting(image: tf.Tensor, seed, alphastd: float = 0.1, eigval: Sequence[float] = IMAGENET_EIGVAL,
              eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC) -> tf.Tensor:
     """AlexNet's PCA lighting noise on one uint8 RGB image: ``alpha ~ N(0, alphastd)``, offset x 255 added."""
     if alphastd <= 0:
         return image
-    alpha = tf.random.stateless_normal([3], tf.cast(seed, tf.int64), stddev=alphastd)
+    alpha = lighting_alpha(seed, alphastd)
     offset = lighting_offset(alpha, eigval, eigvec) * 255.0
     out = tf.cast(tf.clip_by_value(tf.round(tf.cast(image, tf.float32) + offset), 0.0, 255.0), tf.uint8)
     out.set_shape(image.shape)

@@ -60,8 +60,14 @@ def _to_uint8_truncated(x: tf.Tensor) -> tf.Tensor:
 
 
 def _blend(image: tf.Tensor, degenerate, factor) -> tf.Tensor:
+    # torchvision computes 1 - factor in double precision (its factor is a Python float), then multiplies in
+    # float32: a Python factor stays exact, a tensor's value is widened first.
+    if isinstance(factor, (int, float)):
+        complement = tf.constant(1.0 - factor, tf.float32)
+    else:
+        complement = tf.cast(1.0 - tf.cast(factor, tf.float64), tf.float32)
     factor = tf.cast(factor, tf.float32)
-    return _to_uint8_truncated(factor * tf.cast(image, tf.float32) + (1.0 - factor) * degenerate)
+    return _to_uint8_truncated(factor * tf.cast(image, tf.float32) + complement * degenerate)
 
 
 def grayscale(image: tf.Tensor) -> tf.Tensor:

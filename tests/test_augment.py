@@ -262,7 +262,7 @@ def test_erase_box_follows_torchvision_bounds():
         assert 0 <= top <= 40 - h and 0 <= left <= 60 - w
 
 
-@pytest.mark.parametrize("policy", ["imagenet", "ra", "ta_wide"])
+@pytest.mark.parametrize("policy", ["imagenet", "ra", "ta_wide", "rand-m9-mstd0.5-inc1"])
 def test_training_crops_with_augmentation_shape_dtype_and_determinism(policy):
     import io
 
@@ -297,3 +297,138 @@ def test_config_validates_augmentation_parameters():
     with pytest.raises(ValueError, match="mixup_alpha and cutmix_alpha"):
         PreprocessConfig(cutmix_alpha=-1.0)
     assert not PreprocessConfig().mixes_batches and PreprocessConfig(mixup_alpha=0.2).mixes_batches
+
+
+# -- timm's RandAugment ('rand-m9-mstd0.5-inc1') ---------------------------------------------------------
+
+def test_timm_strings_parse_as_timm_reads_them():
+    spec = augment.parse_timm_rand_augment("rand-m9-mstd0.5-inc1")
+    assert spec == augment.TimmRandAugment(magnitude=9, num_layers=2, prob=0.5, magnitude_std=0.5,
+                                           magnitude_max=10, increasing=True)
+    spec = augment.parse_timm_rand_augment("rand-n3-p0.8-mmax15-m12")
+    assert (spec.num_layers, spec.prob, spec.magnitude_max, spec.magnitude, spec.increasing) == (3, 0.8, 15, 12, False)
+    assert augment.parse_timm_rand_augment("rand-mstd101").magnitude_std == float("inf")  # > 100: uniform
+    assert augment.parse_timm_rand_augment("rand-inc0").increasing  # timm tests bool("0"), which is True
+    assert augment.parse_timm_rand_augment("rand") == augment.TimmRandAugment()
+    for bad in ("rand-x9", "rand-tweights", "rand-m", "augmix-m5"):
+        with pytest.raises(ValueError):
+            augment.parse_timm_rand_augment(bad)
+    assert PreprocessConfig(auto_augment="rand-m9-mstd0.5-inc1").auto_augment == "rand-m9-mstd0.5-inc1"
+    with pytest.raises(ValueError, match="unknown section"):
+        PreprocessConfig(auto_augment="rand-m9-q1")
+
+
+# timm/data/auto_augment.py's level functions, written out (level on timm's 0..10 scale, Python floats).
+def _timm_reference_arg(name: str, level: float, negate: bool, increasing: bool, size=(48, 48)) -> float:
+    sign = -1.0 if negate else 1.0
+    if name == "Rotate":
+        return sign * (level / 10.0) * 30.0
+    if name in ("ShearX", "ShearY"):
+        return sign * (level / 10.0) * 0.3
+    if name in ("TranslateXRel", "TranslateYRel"):
+        return sign * (level / 10.0) * 0.45 * (size[1] if name == "TranslateXRel" else size[0])
+    if name == "Posterize":
+        return 4 - int((level / 10.0) * 4) if increasing else int((level / 10.0) * 4)
+    if name == "Solarize":
+        plain = min(256, int((level / 10.0) * 256))
+        return 256 - plain if increasing else plain
+    if name == "SolarizeAdd":
+        return min(128, int((level / 10.0) * 110))
+    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return max(0.1, 1.0 + sign * (level / 10.0) * 0.9) if increasing else (level / 10.0) * 1.8 + 0.1
+    return 0.0
+
+
+def _timm_plans(spec_string: str, n: int, seed: int = 0):
+    spec = augment.parse_timm_rand_augment(spec_string)
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 31], tf.int64), n)
+    signature = augment.TimmPlan(tf.int32, tf.bool, tf.float32, tf.float32)
+    plans = tf.function(lambda s: tf.map_fn(lambda one: augment.timm_rand_augment_plan(one, spec, (48, 48)), s,
+                                            fn_output_signature=signature, parallel_iterations=64))(seeds)
+    return spec, [t.numpy() for t in plans]
+
+
+def _timm_reference_draws(n: int, spec, seed: int = 0):
+    """timm's RandAugment.__call__ / AugmentOp.__call__ draws with Python's and numpy's generators."""
+    import random
+
+    random.seed(seed)
+    rng = np.random.RandomState(seed)
+    ops, applied, levels = [], [], []
+    for _ in range(n):
+        for op in rng.choice(len(augment.TIMM_OPS), spec.num_layers, replace=True):
+            ops.append(op)
+            applied.append(not (spec.prob < 1.0 and random.random() > spec.prob))
+            levels.append(max(0.0, min(random.gauss(spec.magnitude, spec.magnitude_std), spec.magnitude_max)))
+    return np.array(ops), np.array(applied), np.array(levels)
+
+
+def test_timm_rand_augment_draws_match_timms():
+    stats = pytest.importorskip("scipy.stats")
+    n = 6000
+    spec, (ops, applied, levels, args) = _timm_plans("rand-m9-mstd0.5-inc1", n)
+    ref_ops, ref_applied, ref_levels = _timm_reference_draws(n, spec)
+    assert ops.shape == (n, 2)
+    counts = np.bincount(ops.ravel(), minlength=15)
+    ref_counts = np.bincount(ref_ops, minlength=15)
+    assert stats.chisquare(counts).pvalue > 0.01  # 15 ops, uniform, with replacement
+    assert stats.chi2_contingency(np.stack([counts, ref_counts])).pvalue > 0.01
+    assert np.mean(ops[:, 0] == ops[:, 1]) > 0.03  # the same op twice happens (1/15)
+    assert stats.binomtest(int(applied.sum()), applied.size, 0.5).pvalue > 0.01
+    assert stats.ks_2samp(levels.ravel(), ref_levels).pvalue > 0.01
+    assert levels.min() >= 0 and levels.max() <= 10 and abs(np.mean(levels == 10) - 0.0228) < 0.01  # P(N(9, .5) > 10)
+    # Each argument is timm's level function of the drawn level (signs drawn with probability 1/2).
+    names = [augment.TIMM_OPS[i] for i in ops.ravel()]
+    negated = []
+    for name, level, arg in zip(names, levels.ravel(), args.ravel()):
+        expected_pos = _timm_reference_arg(name, float(level), False, True)
+        expected_neg = _timm_reference_arg(name, float(level), True, True)
+        assert min(abs(arg - expected_pos), abs(arg - expected_neg)) < 1e-4, (name, level, arg)
+        if name in ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel") and level > 0:
+            negated.append(arg < 0)
+    assert stats.binomtest(int(np.sum(negated)), len(negated), 0.5).pvalue > 0.01
+
+
+def test_timm_arguments_at_fixed_levels():
+    # A few values by hand (level 9, 'increasing' set): rotate 27 degrees, posterize 4 - int(3.6) = 1 bit,
+    # solarize 256 - int(230.4) = 26, solarize_add int(99.0) = 99, enhancements 1 +- 0.81.
+    spec, (ops, applied, levels, args) = _timm_plans("rand-m9-inc1-n15", 40)  # mstd 0: level 9 exactly
+    assert (levels == 9).all()
+    table = {}
+    for op, arg in zip(ops.ravel(), args.ravel()):
+        table.setdefault(augment.TIMM_OPS[op], set()).add(round(float(arg), 4))
+    assert table["Rotate"] == {27.0, -27.0} and table["Posterize"] == {1.0} and table["Solarize"] == {26.0}
+    assert table["SolarizeAdd"] == {99.0} and table["Color"] == {1.81, 0.19}
+    assert table["TranslateXRel"] == {round(0.405 * 48, 4), -round(0.405 * 48, 4)}
+    _, (_, _, _, plain_args) = _timm_plans("rand-m9-n15", 40)  # not increasing: posterize int(3.6) = 3
+    _, (plain_ops, _, _, _) = _timm_plans("rand-m9-n15", 40)
+    posterize = plain_args[plain_ops == augment.TIMM_OPS.index("Posterize")]
+    assert set(posterize.tolist()) == {3.0}
+
+
+def test_solarize_add_equals_timms_lookup_table():
+    from PIL import Image
+
+    for add in (0, 30, 99, 128):
+        lut = [min(255, i + add) if i < 128 else i for i in range(256)]
+        expected = np.asarray(Image.fromarray(IMAGE).point(lut * 3))
+        np.testing.assert_array_equal(image_ops.solarize_add(tf.constant(IMAGE), add).numpy(), expected)
+
+
+def test_every_timm_op_runs_and_keeps_shape_and_dtype():
+    image = tf.constant(IMAGE)
+    fill = [124, 116, 104]
+    for index, name in enumerate(augment.TIMM_OPS):
+        arg = {"Posterize": 2.0, "Solarize": 100.0, "SolarizeAdd": 50.0, "Rotate": 20.0, "ShearX": 0.2,
+               "ShearY": -0.2, "TranslateXRel": 7.5, "TranslateYRel": -6.0}.get(name, 1.5)
+        plan = augment.TimmPlan(tf.constant([index]), tf.constant([True]), tf.constant([9.0]), tf.constant([arg]))
+        out = augment.apply_timm_plan(image, plan, fill).numpy()
+        assert out.shape == IMAGE.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, IMAGE), name
+    # A fractional translation (timm's pixels = pct * width are not rounded) lands between whole shifts.
+    half = image_ops.affine(image, translate=(3.5, 0.0), interpolation="bilinear").numpy().astype(int)
+    three, four = (image_ops.affine(image, translate=(float(t), 0.0), interpolation="bilinear").numpy().astype(int)
+                   for t in (3, 4))
+    assert np.abs(half - (three + four) / 2.0)[:, 5:-5].mean() < 1.0
+    skipped = augment.TimmPlan(tf.constant([0]), tf.constant([False]), tf.constant([9.0]), tf.constant([0.0]))
+    np.testing.assert_array_equal(augment.apply_timm_plan(image, skipped).numpy(), IMAGE)
