@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 import run_dir
 import zoo
@@ -23,7 +24,7 @@ from backends.base import Backend
 from datasets import pipeline, preprocessing
 from datasets.folders import read_label_map
 from run_config import AugmentConfig, RunConfig
-from runs.checkpoints import list_checkpoints
+from runs.checkpoints import list_checkpoints, readable_or_previous
 from weights.checkpoint import checkpoint_num_classes, load_weights, resolve_checkpoint
 
 __all__ = [
@@ -126,6 +127,11 @@ def load_inference_model(config: RunConfig, backend: Optional[Backend] = None) -
     size and evaluation transform are the configuration's (the run's own, for a run with a config.json).
     """
     checkpoint = checkpoint_for(config, backend)
+    # An unreadable checkpoint (truncated, damaged): the newest readable one before it, the log says so;
+    # one named with --checkpoint_path is refused instead, naming that one.
+    named = config.evaluation.checkpoint_path
+    checkpoint = readable_or_previous(checkpoint, log=logging.warning, full=True,
+                                      explicit=bool(named) and not tf.io.gfile.isdir(named))
     num_classes = config.model.num_classes or checkpoint_num_classes(checkpoint)
     recipe = zoo.get_recipe(config.model.name).scaled(config.model.image_size)
     scope = backend.scope() if backend is not None else _null_scope()

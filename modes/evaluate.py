@@ -31,7 +31,7 @@ from evaluation.evaluator import (
 from modes import assemble
 from modes.train import train
 from run_config import Resolved, RunConfig
-from runs.checkpoints import READ_ERRORS, previous_checkpoint
+from runs.checkpoints import READ_ERRORS, checkpoint_problem, previous_checkpoint
 from training.ema import load_ema_weights
 from training.log import TrainLog
 from training.summaries import attach_summaries
@@ -123,12 +123,18 @@ def evaluate(run: Resolved, backend: Backend, checkpoints: Optional[List[str]] =
             log.info("--model_ema: evaluating the weight averages stored in the checkpoints")
         while paths:
             path = paths.pop(0)
-            try:
-                load_weights(model, path)
-            except READ_ERRORS as e:
-                # A damaged newest checkpoint (evaluated alone): fall back to the previous one.
+            problem = checkpoint_problem(path)
+            if problem is None:
+                try:
+                    load_weights(model, path)
+                except READ_ERRORS:
+                    problem = checkpoint_problem(path, full=True)  # damaged data, else another model: raise
+                    if problem is None:
+                        raise
+            if problem is not None:
+                # A damaged newest checkpoint (evaluated alone): fall back to the newest readable one before it.
                 older = previous_checkpoint(path) if not paths and not report.results else None
-                log.info(f"Checkpoint {path} cannot be read ({str(e).strip().splitlines()[0][:200]}): skipped"
+                log.info(f"Checkpoint {path} cannot be read ({problem}): skipped"
                          + (f"; falling back to the previous one, {older}." if older else "."))
                 if older:
                     paths.append(older)

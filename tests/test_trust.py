@@ -339,6 +339,79 @@ def test_checkpointer_falls_back_past_a_truncated_newest_and_names_a_mismatch(tm
         _checkpointer(tmp_path, other, other_opt).restore_latest()
 
 
+def _flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _truncate(path, size=None):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2 if size is None else size)
+
+
+# What happens to checkpoints: a save cut short by a full disk or a crash of the file system (truncated
+# and zero-length files), and a damaged byte. Each is met at the newest position.
+DAMAGES = {
+    "data truncated": lambda prefix: _truncate(prefix + ".data-00000-of-00001"),
+    "data empty": lambda prefix: _truncate(prefix + ".data-00000-of-00001", 0),
+    "data byte flipped": lambda prefix: _flip_byte(prefix + ".data-00000-of-00001", 8),
+    "index truncated": lambda prefix: _truncate(prefix + ".index"),
+    "index empty": lambda prefix: _truncate(prefix + ".index", 0),
+    "index byte flipped": lambda prefix: _flip_byte(prefix + ".index", 20),
+}
+
+
+@pytest.mark.keras2
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_an_unreadable_newest_checkpoint_is_skipped_by_restore_and_retention(tmp_path, damage):
+    import numpy as np
+
+    from runs.checkpoints import CheckpointUnreadableError, checkpoint_problem
+    from tools import check_checkpoints
+
+    model, optimizer = _model_and_optimizer()
+    ckpt = _checkpointer(tmp_path, model, optimizer, max_to_keep=3)
+    weights = {}
+    for step in (1, 2, 3):
+        for v in model.weights:
+            v.assign(v + 1.0)
+        weights[step] = [v.numpy() for v in model.weights]
+        ckpt.save(step)
+    prefix = {step: str(tmp_path / f"model.ckpt-{step}") for step in (1, 2, 3)}
+    DAMAGES[damage](prefix[3])
+    DAMAGES["data truncated"](prefix[2])
+    assert checkpoint_problem(prefix[3], full=True) is not None and checkpoint_problem(prefix[1], full=True) is None
+    _, results, _ = check_checkpoints.check(str(tmp_path))
+    assert [(step_of(p), why is None) for p, why in results] == [(1, True), (2, False), (3, False)]
+    assert check_checkpoints.main([str(tmp_path)]) == 1
+
+    messages = []
+    fresh, fresh_opt = _model_and_optimizer()
+    restorer = _checkpointer(tmp_path, fresh, fresh_opt, max_to_keep=1, log=messages.append)
+    assert restorer.restore_latest() == prefix[1]
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights[1], fresh.weights))
+    assert f"{prefix[3]} cannot be read" in messages[0] and f"falling back to the previous one, {prefix[2]}" in messages[0]
+    assert f"{prefix[2]} cannot be read" in messages[1]
+    assert f"Restored {prefix[1]}, the newest readable checkpoint" in messages[2] and "model.ckpt-3 (" in messages[2]
+    assert restorer.latest == prefix[1]
+
+    # Retention counts readable checkpoints only: keeping 1, the save of step 2 deletes step 1 but not the
+    # unreadable step 3 after it (the newest readable one is never deleted); the save of step 3 replaces it.
+    restorer.save(2)
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [2, 3] and restorer.latest == prefix[2]
+    restorer.save(3)
+    assert [step_of(p) for p in list_checkpoints(str(tmp_path))] == [3] and checkpoint_problem(prefix[3]) is None
+    assert check_checkpoints.main([str(tmp_path)]) == 0
+
+    # Nothing readable left: one line naming each checkpoint and why, not a fresh start.
+    DAMAGES[damage](prefix[3])
+    with pytest.raises(CheckpointUnreadableError, match=r"no checkpoint in .* can be read: model.ckpt-3 \("):
+        _checkpointer(tmp_path, *_model_and_optimizer(), log=messages.append).restore_latest()
+
+
 @pytest.mark.keras2
 def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp_path):
     from runs.checkpoints import CheckpointSaveError
