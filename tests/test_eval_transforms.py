@@ -69,7 +69,7 @@ def zoo_eval_settings():
     """Each distinct (resize, crop, interpolation) of the registered models, plus the ConvNeXt flag file's 232
     (--val_resize_size) and the Ascend recipe's square mode."""
     settings = set()
-    for name in zoo.list_models():
+    for name in zoo.list_models(builtin_only=True):
         recipe = zoo.get_recipe(name)
         settings.add((recipe.eval_resize, recipe.input_size, recipe.interpolation, "shorter"))
     settings.add((232, 224, "bilinear", "shorter"))
@@ -161,3 +161,73 @@ def test_tensorflows_own_resize_is_not_torchvisions(tvt, jpegs):
     with open(path, "rb") as f:
         pil = np.asarray(Image.open(io.BytesIO(f.read())).convert("RGB")).astype(float)
     assert np.abs(whole.numpy() - pil).mean() > 0.3
+
+
+# -- tools/show_input.py --------------------------------------------------------------------------------
+
+PLUGIN = '''
+from registry import MODELS
+from zoo.recipe import ModelRecipe
+
+@MODELS.register("show_input_plugin", recipe=ModelRecipe(input_size=40, min_input_size=8, eval_resize=52,
+                                                         interpolation="bicubic", num_classes=3))
+def show_input_plugin(num_classes=3, **kwargs):
+    raise NotImplementedError("only the recipe is used")
+'''
+
+
+def test_show_input_writes_the_pixels_of_the_pipeline_functions(jpegs, tmp_path):
+    from tools import show_input
+
+    paths = [jpegs[1], jpegs[4]]
+    out = tmp_path / "eval"
+    assert show_input.main(["--model=efficientnet_b0", "--split=eval", *paths, f"--out={out}"]) == 0
+    config = PreprocessConfig.from_recipe(zoo.get_recipe("efficientnet_b0"))
+    assert config.interpolation == "bicubic"
+    for path in paths:
+        written = np.asarray(Image.open(out / (os.path.splitext(os.path.basename(path))[0] + "_eval.png")))
+        np.testing.assert_array_equal(written, preprocessing.eval_image(tf.io.read_file(path), config).numpy())
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size[0] > 2 * 224 and sheet.size[1] > 224
+
+    out = tmp_path / "train"
+    assert show_input.main(["--model=resnet18", "--split=train", "--repeats=2", "--seed=5",
+                            "--color_jitter=0.4,0.4,0.4,0.1", paths[0], f"--out={out}"]) == 0
+    config = PreprocessConfig.from_recipe(zoo.get_recipe("resnet18"), color_jitter=(0.4, 0.4, 0.4, 0.1))
+    stem = os.path.splitext(os.path.basename(paths[0]))[0]
+    for k in range(2):
+        written = np.asarray(Image.open(out / f"{stem}_train_{k}.png"))
+        expected = preprocessing.train_image(tf.io.read_file(paths[0]), tf.constant([5, k], tf.int64), config)
+        np.testing.assert_array_equal(written, expected.numpy())
+
+
+def test_show_input_takes_a_plugins_recipe_and_refuses_unknown_models(jpegs, tmp_path, capsys):
+    from registry import MODELS
+    from tools import show_input
+
+    plugin = tmp_path / "show_input_plugin.py"
+    plugin.write_text(PLUGIN)
+    out = tmp_path / "plugin"
+    try:
+        assert show_input.main(["--model=show_input_plugin", f"--extra_modules={plugin}", jpegs[0],
+                                f"--out={out}"]) == 0
+    finally:
+        MODELS.unregister("show_input_plugin")
+    written = np.asarray(Image.open(out / (os.path.splitext(os.path.basename(jpegs[0]))[0] + "_eval.png")))
+    config = PreprocessConfig(image_size=40, eval_resize=52, interpolation="bicubic")
+    np.testing.assert_array_equal(written, preprocessing.eval_image(tf.io.read_file(jpegs[0]), config).numpy())
+    assert show_input.main(["--model=no_such_model", jpegs[0], f"--out={out}"]) == 2
+    assert "Unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_show_input_runs_as_a_script(jpegs, tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(root, "tools", "show_input.py"), "--model=inception_v3",
+                             jpegs[2], f"--out={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = np.asarray(Image.open(tmp_path / (os.path.splitext(os.path.basename(jpegs[2]))[0] + "_eval.png")))
+    assert written.shape == (299, 299, 3)
+    assert result.stdout.strip().splitlines()[-1].endswith("contact_sheet.png")
