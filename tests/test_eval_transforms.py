@@ -114,8 +114,8 @@ def test_eval_image_equals_torchvision(tvt, jpegs, resize_size, crop, interpolat
 def test_other_formats_and_grey_jpegs_equal_torchvision(tvt, tmp_path):
     config = PreprocessConfig(image_size=224, eval_resize=256)
     photo = _photo(3, (517, 389))
-    cases = {"grey.jpg": photo.convert("L"), "photo.png": photo, "palette.png": photo.convert("P"),
-             "rgba.png": photo.convert("RGBA")}
+    cases = {"grey.jpg": photo.convert("L"), "photo.png": photo, "grey.png": photo.convert("L"),
+             "palette.png": photo.convert("P"), "rgba.png": photo.convert("RGBA")}
     for name, image in cases.items():
         path = str(tmp_path / name)
         image.save(path, "JPEG" if name.endswith(".jpg") else "PNG")
