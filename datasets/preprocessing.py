@@ -189,6 +189,8 @@ class PreprocessConfig:
         if self.ra_num_ops < 0:
             raise ValueError(f"ra_num_ops must be >= 0, got {self.ra_num_ops}")
         color.check_jitter(self.color_jitter)
+        # A list (from a flag or JSON) becomes the tuple the frozen dataclass compares and hashes.
+        object.__setattr__(self, "color_jitter", tuple(float(v) for v in self.color_jitter))
         if self.distort_color not in DISTORT_COLOR_MODES:
             raise ValueError(f"distort_color must be one of {DISTORT_COLOR_MODES}, got {self.distort_color!r}")
         if not self.lighting_std >= 0.0:

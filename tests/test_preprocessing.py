@@ -215,3 +215,21 @@ def test_val_resize_and_bicubic_change_the_evaluation_crop():
     # eval_resize == crop: the central crop is the whole shorter side.
     geometry = preprocessing.eval_geometry(90, 120, PreprocessConfig.from_recipe(recipe(64), eval_resize=64))
     assert [int(v) for v in geometry] == [64, 85, 0, 10]
+
+
+def test_new_transform_settings_are_validated_with_one_line_errors():
+    assert PreprocessConfig().crop_sampler == "torchvision" and PreprocessConfig().train_resize == "fast"
+    assert PreprocessConfig(color_jitter=[0.4, 0.4, 0.4, 0]).color_jitter == (0.4, 0.4, 0.4, 0.0)
+    for bad, message in [(dict(crop_sampler="random"), "crop_sampler must be one of"),
+                         (dict(train_resize="slow"), "train_resize must be one of"),
+                         (dict(train_interpolation="nearest"), "train_interpolation must be None"),
+                         (dict(color_jitter=(0.4, 0.4, 0.4)), "color_jitter takes 4 strengths"),
+                         (dict(color_jitter=(0.4, 0.4, 0.4, 0.7)), "hue must lie in"),
+                         (dict(distort_color="slim"), "distort_color must be one of"),
+                         (dict(lighting_std=float("nan")), "lighting_std must be >= 0"),
+                         (dict(aspect_range=(2.0, 1.0)), "aspect_range must satisfy"),
+                         (dict(max_attempts=0), "max_attempts must be >= 1"),
+                         (dict(auto_augment="rand-m9-z1"), "unknown section 'z1'")]:
+        with pytest.raises(ValueError, match=message) as error:
+            PreprocessConfig(**bad)
+        assert "\n" not in str(error.value)
