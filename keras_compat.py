@@ -9,7 +9,7 @@ environment variable, selects the implementation everywhere.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterable, Iterator, List
+from typing import Any, Iterable, Iterator, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,7 @@ __all__ = [
     "RELAX_SHAPES",
     "all_layers",
     "create_optimizer_variables",
+    "layer_dtype",
     "keras",
     "optimizer_variables",
     "set_precision_policy",
@@ -39,14 +40,34 @@ RELAX_SHAPES = {"reduce_retracing": True} if _TF_MAJOR_MINOR >= (2, 9) else {"ex
 _POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
-def set_precision_policy(precision: str) -> str:
-    """Sets Keras' global dtype policy for ``precision`` in {fp32, bf16, fp16}; returns its name."""
+# Layers whose compute dtype stays float32 under a mixed policy (see set_precision_policy).
+_FLOAT32_LAYERS: frozenset = frozenset()
+
+
+def set_precision_policy(precision: str, *, float32_layers: Iterable[str] = ()) -> str:
+    """Sets Keras' global dtype policy for ``precision`` in {fp32, bf16, fp16}; returns its name.
+
+    Args:
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        float32_layers: kinds of layers that compute in float32 under the mixed policy, because the
+            device's kernels for them are slower in 16 bits than in 32 (``depthwise`` on CPUs: oneDNN's
+            bfloat16 depthwise backward passes, bench/RESULTS.md). Model builders ask
+            :func:`layer_dtype`.
+    """
+    global _FLOAT32_LAYERS
     try:
         name = _POLICIES[precision]
     except KeyError:
         raise ValueError(f"precision must be one of {sorted(_POLICIES)}, got {precision!r}") from None
     keras.mixed_precision.set_global_policy(name)
+    _FLOAT32_LAYERS = frozenset(float32_layers) if precision != "fp32" else frozenset()
     return name
+
+
+def layer_dtype(kind: str) -> Optional[str]:
+    """The dtype policy a layer of ``kind`` (e.g. ``depthwise``) is built with: ``float32`` where
+    :func:`set_precision_policy` keeps that kind in float32, else None (the global policy)."""
+    return "float32" if kind in _FLOAT32_LAYERS else None
 
 
 def variable_value(v):

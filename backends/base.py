@@ -164,6 +164,10 @@ class Backend(abc.ABC):
             self._precision_note = f"Precision: {self.precision} (--precision=auto: {reason})"
         return getattr(self, "_precision_note", f"Precision: {self.precision} (--precision={self.precision})")
 
+    #: Kinds of layers that compute in float32 under a mixed policy on this device, because its 16-bit kernels
+    #: for them are slower than its 32-bit ones (keras_compat.set_precision_policy; bench/RESULTS.md).
+    float32_layers: Tuple[str, ...] = ()
+
     def describe(self) -> str:
         """One line for the log: backend, devices, replicas."""
         return f"backend={self.name} replicas={self.num_replicas} precision={self.precision}"

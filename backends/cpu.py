@@ -31,6 +31,9 @@ class CPUBackend(DistributedBackend):
     """
 
     name = "cpu"
+    # oneDNN's bfloat16 depthwise backward passes run 1.5-7x slower than its float32 ones on the CPUs
+    # measured (bench/RESULTS.md): mixed-bfloat16 models keep their depthwise convolutions in float32.
+    float32_layers = ("depthwise",)
     communication = "ring"
     multi_worker_default = True
 

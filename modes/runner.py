@@ -121,7 +121,7 @@ def run(resolved: Resolved, *, argv: Optional[Sequence[str]] = None) -> Any:
     precision_note = backend.resolve_precision()  # training logs it with the run; other modes here
     if config.mode not in ("train", "train_and_evaluate"):
         logging.info("%s", precision_note)
-    set_precision_policy(backend.precision)
+    set_precision_policy(backend.precision, float32_layers=backend.float32_layers)
     if config.seed is not None:
         set_random_seed(config.seed)
     logging.info("Running --mode=%s on %s", config.mode, backend.describe())

@@ -8,7 +8,12 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from keras_compat import IS_KERAS_3, keras
+from keras_compat import IS_KERAS_3, keras, layer_dtype
+
+# Every custom layer, initializer and activation of the zoo is registered under this package name, so that a
+# ``.keras`` file (export/keras_file.py) names them ``zoo>ClassName`` and loads without custom_objects.
+SERIALIZATION_PACKAGE = "zoo"
+serializable = keras.utils.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 
 
 def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -25,6 +30,7 @@ def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
     return m
 
 
+@serializable
 class AdaptiveAveragePooling2D(keras.layers.Layer):
     """PyTorch-compatible adaptive average pooling for NHWC maps of static spatial size.
 
@@ -91,6 +97,7 @@ def torch_kernel_initializer(mode: str = "fan_out", nonlinearity_gain: float = 2
     return keras.initializers.VarianceScaling(nonlinearity_gain, mode, dist)
 
 
+@serializable
 class DepthwiseKaimingNormal(keras.initializers.Initializer):
     """``kaiming_normal_(mode="fan_out")`` of a depthwise PyTorch kernel, for Keras' (kh, kw, C, 1) layout.
 
@@ -124,6 +131,7 @@ def conv2d(x, filters: int, kernel_size: int, *, strides: int = 1, padding: int 
         return keras.layers.DepthwiseConv2D(
             kernel_size, strides=strides, padding="valid", use_bias=use_bias, dilation_rate=dilation,
             depthwise_initializer=kernel_initializer or DepthwiseKaimingNormal(), name=name,
+            dtype=layer_dtype("depthwise"),
         )(x)
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding="valid", groups=groups, use_bias=use_bias,
@@ -131,6 +139,7 @@ def conv2d(x, filters: int, kernel_size: int, *, strides: int = 1, padding: int 
     )(x)
 
 
+@serializable
 class BatchNormalization(keras.layers.BatchNormalization):
     """Keras' batch normalisation, computed by TensorFlow's fused kernel on NHWC images.
 
@@ -176,6 +185,7 @@ def batch_norm(x, *, name: str, eps: float = 1e-5, momentum: float = 0.1, zero_i
     )(x)
 
 
+@serializable
 class TorchPool2D(keras.layers.Layer):
     """``nn.MaxPool2d`` / ``nn.AvgPool2d`` with PyTorch's padding and ``ceil_mode`` semantics.
 
@@ -259,16 +269,19 @@ def avg_pool(x, pool_size: int, strides: Optional[int] = None, padding: int = 0,
     return TorchPool2D("avg", pool_size, strides, padding, ceil_mode, name=name)(x)
 
 
+@serializable
 def hard_sigmoid(x):
     """PyTorch's ``hardsigmoid``: relu6(x + 3) / 6 (Keras 2's ``hard_sigmoid`` is 0.2x + 0.5)."""
     return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+@serializable
 def hard_swish(x):
     """PyTorch's ``hardswish``: x * relu6(x + 3) / 6."""
     return x * hard_sigmoid(x)
 
 
+@serializable
 class StochasticDepth(keras.layers.Layer):
     """torchvision's ``StochasticDepth(p, mode="row")``: drops a residual branch per example.
 
