@@ -20,14 +20,15 @@ import pytest
 from conftest import ROOT, run_main
 
 from atomic import TEMP_MARKER
+from exit_codes import STOPPED_AT_ONCE_EXIT_CODE
 from runs.checkpoints import SETTINGS_SUFFIX, list_checkpoints, read_settings, step_of
 from runs.preemption import PREEMPTED_EXIT_CODE
 from runs.run_lock import LOCK_NAME
 
+LOG = "alexnet_training.log"
 BASE = ["--extra_modules=tests/bn_test_model.py", "--model=bn_test_net", "--synthetic", "--num_classes=4",
         "--backend=cpu", "--batch_size=2", "--iterations_per_loop=1", "--save_summary_steps=1", "--lr=0.01",
-        "--synthetic_val_images=8"]
-LOG = "alexnet_training.log"
+        "--synthetic_val_images=8", f"--log_name={LOG}"]
 
 
 def start(log_dir, *extra, max_steps=100000, every=2, preexec_fn=None):
@@ -104,13 +105,13 @@ def test_sigterm_saves_and_resumes_and_a_second_run_or_changed_flags_are_refused
     assert second.returncode == 1
     assert f"{log_dir} is in use by another run" in second.stderr and f"pid {first.pid}" in second.stderr
     step = stop_with_sigterm(first, log_dir)
-    assert read_settings(list_checkpoints(log_dir)[-1])["global_batch"] == 2
+    assert read_settings(list_checkpoints(log_dir)[-1])["derived"]["global_batch"] == 2
 
     # Resuming with another global batch is refused, naming the flag and both values.
     proc = run_main(*BASE, f"--log_dir={log_dir}", f"--max_train_steps={step + 2}", "--batch_size=4", check=False)
     assert proc.returncode == 1
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: cannot resume from") and "--batch_size" in error
+    assert error.startswith("error: cannot resume from") and "global_batch" in error
     assert "2 in the checkpoint, 4 now" in error and "--allow_recipe_change" in error
     assert newest_step(log_dir) == step
 
@@ -119,6 +120,74 @@ def test_sigterm_saves_and_resumes_and_a_second_run_or_changed_flags_are_refused
     wait_logged(again, log_dir, 1)
     new_step = stop_with_sigterm(again, log_dir)
     assert resumed_step(again.stdout_text) == step and new_step > step
+
+
+# One device loop call for the whole run: a stop that waited for the call to end would never come.
+LONG_LOOP = ["--extra_modules=tests/witness_model.py", "--model=witness_net", "--synthetic", "--num_classes=4",
+             "--backend=cpu", "--precision=fp32", "--batch_size=2", "--lr=0.01", "--iterations_per_loop=100000",
+             "--save_summary_steps=100000", "--save_checkpoints_steps=100000", "--max_train_steps=100000",
+             f"--log_name={LOG}"]
+
+
+def start_witnessed(log_dir, witness_dir, *extra):
+    """A run of ``LONG_LOOP`` whose model writes one line per step it trains into ``witness_dir``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", WITNESS_DIR=str(witness_dir))
+    os.makedirs(witness_dir, exist_ok=True)
+    return subprocess.Popen([sys.executable, "main.py", *LONG_LOOP, f"--log_dir={log_dir}", *extra], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_steps(proc, witness_dir, count, rank=0, timeout=300):
+    """Waits until the process has trained ``count`` steps (its model's own record); returns the steps so far."""
+    from witness_model import read_witness
+
+    deadline = time.monotonic() + timeout
+    while len(read_witness(witness_dir, rank)) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run trained no step in time"
+        time.sleep(0.02)
+    return len(read_witness(witness_dir, rank))
+
+
+FEW_STEPS = 25  # steps a stop may take on a loaded 2-core machine (one step of this model: ~3 ms); a loop: 100000
+
+
+def test_a_signal_stops_a_long_device_loop_at_the_next_step_boundary_and_saves_it(tmp_path):
+    from witness_model import read_witness
+
+    log_dir, witness = str(tmp_path / "run"), str(tmp_path / "witness")
+    proc = start_witnessed(log_dir, witness)
+    seen = wait_steps(proc, witness, 50)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err
+    trained = len(read_witness(witness))
+    step = newest_step(log_dir)
+    # Saved exactly the steps it trained, a few after the signal: not at the end of the 100000-step call.
+    assert step == trained and seen <= step <= seen + FEW_STEPS, (seen, step, trained)
+    assert logged_steps(log_dir)[-1] == step  # the step it stopped after is logged too
+    assert f"training stopped by SIGTERM after step {step}: checkpoint {log_dir}/model.ckpt-{step} holds step" in err
+    assert "training stops at the next step boundary and saves a checkpoint" in err
+    assert leftovers(log_dir) == []
+
+
+def test_a_second_signal_exits_at_once_with_its_own_code(tmp_path):
+    from witness_model import read_witness
+
+    log_dir, witness = str(tmp_path / "run"), str(tmp_path / "witness")
+    proc = start_witnessed(log_dir, witness, "--nodo_checkpoint")
+    seen = wait_steps(proc, witness, 50)
+    # Two different signals: the kernel keeps a second SIGINT sent before the first is handled as one.
+    # Pending together, SIGINT's handler runs first (Python runs them by signal number).
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == STOPPED_AT_ONCE_EXIT_CODE, err
+    assert seen <= len(read_witness(witness)) <= seen + FEW_STEPS
+    assert "SIGINT: training stops at the next step boundary and saves nothing (--nodo_checkpoint)" in err
+    assert (f"SIGTERM, a second stop signal: stopping at once, saving nothing (exit code {STOPPED_AT_ONCE_EXIT_CODE})"
+            in err)
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -393,7 +462,8 @@ def test_an_unreadable_newest_checkpoint_is_skipped_by_restore_and_retention(tmp
     restorer = _checkpointer(tmp_path, fresh, fresh_opt, max_to_keep=1, log=messages.append)
     assert restorer.restore_latest() == prefix[1]
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights[1], fresh.weights))
-    assert f"{prefix[3]} cannot be read" in messages[0] and f"falling back to the previous one, {prefix[2]}" in messages[0]
+    assert f"{prefix[3]} cannot be read" in messages[0]
+    assert f"falling back to the previous one, {prefix[2]}" in messages[0]
     assert f"{prefix[2]} cannot be read" in messages[1]
     assert f"Restored {prefix[1]}, the newest readable checkpoint" in messages[2] and "model.ckpt-3 (" in messages[2]
     assert restorer.latest == prefix[1]

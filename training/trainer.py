@@ -446,42 +446,48 @@ class Trainer:
         # Seconds inside training calls since the last log line: checkpoints and hooks (evaluation)
         # are excluded from FPS and batch_time.
         interval_seconds, interval_step = 0.0, step
-        while step < cfg.max_steps:
-            n = self._next_stop(step) - step
-            if n != self._loop_size:
-                self.backend.set_loop_size(n)
-                self._loop_size = n
-            began = time.perf_counter()
-            self._loop_fn(iterator, tf.constant(n, tf.int64))
-            # One read of the device-side results per call (the loop itself returns nothing).
-            loss, total = float(self._last_loss.numpy()), float(self._last_total.numpy())
-            stopped, stopped_at, skipped, _ = self.guard.read()
-            interval_seconds += time.perf_counter() - began
-            step = self.step
-            result.final_step, result.loss, result.total_loss = step, loss, total
-            result.skipped_steps = skipped
-            if stopped:
-                self._raise_nonfinite(stopped_at, skipped)
-            at_end = step >= cfg.max_steps
-            if step % cfg.save_summary_steps == 0 or at_end:
-                seconds = max(interval_seconds, 1e-9)
-                self.log.step(
-                    step=step, epoch=cfg.epoch_at(step), fps=cfg.global_batch * (step - interval_step) / seconds,
-                    loss=loss, total_loss=total, lr=self.schedule.value(step - 1), batch_time=seconds,
-                )
-                result.log_lines += 1
-                interval_seconds, interval_step = 0.0, step
-                if skipped > skipped_logged:
-                    self.log.info(f"--nan_policy=skip_step: {skipped - skipped_logged} steps with a non-finite loss "
-                                  f"or gradients were skipped since the last log line ({skipped} in all).")
-                    skipped_logged = skipped
-            if self.checkpointer and (step % cfg.save_checkpoints_steps == 0 or at_end):
-                self.checkpointer.save(step)
-            # SIGTERM/SIGINT: save (unless just saved) and raise TrainingPreempted, every rank alike.
-            preemption.stop_if_requested(step, self.backend, self.checkpointer)
-            for hook in self.hooks:
-                if step % hook.every_steps == 0 or (at_end and hook.at_end):
-                    hook.fn(step)
+        # SIGTERM/SIGINT (runs/preemption.py): the blocking calls run in a worker thread while this thread
+        # waits, so that the signal's handler runs at once and sets stop_requested; the device loop then
+        # stops at the next step boundary, every rank after the same step.
+        with preemption.stop_hook(self.request_stop, saves="a checkpoint" if self.checkpointer else None):
+            while step < cfg.max_steps:
+                n = self._next_stop(step) - step
+                if n != self._loop_size:
+                    self.backend.set_loop_size(n)
+                    self._loop_size = n
+                began = time.perf_counter()
+                preemption.wait_for(self._loop_fn, iterator, tf.constant(n, tf.int64))
+                # One read of the device-side results per call (the loop itself returns nothing).
+                loss, total = float(self._last_loss.numpy()), float(self._last_total.numpy())
+                stopped, stopped_at, skipped, _ = self.guard.read()
+                stop_agreed = self.stop_agreed  # the same on every rank: the request rides in the all-reduce
+                interval_seconds += time.perf_counter() - began
+                step = self.step
+                result.final_step, result.loss, result.total_loss = step, loss, total
+                result.skipped_steps = skipped
+                if stopped:
+                    self._raise_nonfinite(stopped_at, skipped)
+                at_end = step >= cfg.max_steps
+                if step % cfg.save_summary_steps == 0 or at_end or stop_agreed or preemption.requested():
+                    seconds = max(interval_seconds, 1e-9)
+                    self.log.step(
+                        step=step, epoch=cfg.epoch_at(step), fps=cfg.global_batch * (step - interval_step) / seconds,
+                        loss=loss, total_loss=total, lr=self.schedule.value(step - 1), batch_time=seconds,
+                    )
+                    result.log_lines += 1
+                    interval_seconds, interval_step = 0.0, step
+                    if skipped > skipped_logged:
+                        self.log.info(f"--nan_policy=skip_step: {skipped - skipped_logged} steps with a non-finite "
+                                      f"loss or gradients were skipped since the last log line ({skipped} in all).")
+                        skipped_logged = skipped
+                if self.checkpointer and (step % cfg.save_checkpoints_steps == 0 or at_end):
+                    preemption.wait_for(self.checkpointer.save, step)
+                # A stop request (a signal on any rank): save (unless just saved) and raise TrainingPreempted,
+                # every rank alike.
+                preemption.stop_if_requested(step, self.backend, self.checkpointer, agreed=stop_agreed)
+                for hook in self.hooks:
+                    if step % hook.every_steps == 0 or (at_end and hook.at_end):
+                        hook.fn(step)
         return result
 
 
