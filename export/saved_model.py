@@ -1,43 +1,48 @@
-"""``--mode=export``: a SavedModel for serving, with the preprocessing inside.
+"""The SavedModel format: the model with its evaluation transform and top-k, for TensorFlow Serving.
 
-Signatures:
+Signatures (all float32 inside, whatever precision the run trained in):
 
-* ``serving_default``: ``image_bytes`` (string [N], encoded JPEG/PNG files) -> the recipe's
-  evaluation preprocessing (``datasets.preprocessing.eval_image``, the same function
-  ``--mode=predict`` uses) -> the model.
+* ``serving_default``: ``image_bytes`` (string [N], encoded JPEG/PNG/GIF/BMP files) -> the run's exact
+  evaluation transform (``datasets.preprocessing.eval_image``, the function ``--mode=predict`` and
+  evaluation use: torchvision's resize and central crop) and normalisation -> the model.
+* ``serving_uint8``: ``images`` (uint8 [N, size, size, 3], RGB, already resized and cropped) -> the
+  normalisation -> the model.
 * ``serving_images``: ``images`` (float32 [N, size, size, 3], already normalised) -> the model.
 
-Both return ``logits``, ``probabilities``, ``top_k_classes``, ``top_k_probabilities`` and
-``top_k_names`` (class names from the label map; empty where none is known). The SavedModel is
-written to a temporary sibling directory and renamed into place, so ``--export_dir`` either holds
-a complete export or does not exist.
+Each returns ``logits`` and ``probabilities`` (float32 [N, classes]), ``top_k_classes`` (int32 [N, k]),
+``top_k_probabilities`` (float32 [N, k]) and ``top_k_names`` (string [N, k], from the label map; empty
+where none is known).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from typing import Any, Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
-from atomic import publish_directory
 from datasets import preprocessing
-from evaluation.predictor import LABEL_MAP_NAME, InferenceModel
+from evaluation.predictor import InferenceModel
 
-__all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "ServingModule", "write_saved_model"]
+__all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "SIGNATURES", "UINT8_SIGNATURE", "ServingModule",
+           "save_saved_model", "write_saved_model"]
 
 BYTES_SIGNATURE = "serving_default"
+UINT8_SIGNATURE = "serving_uint8"
 IMAGES_SIGNATURE = "serving_images"
+# Signature -> its input, as serving_config.json and the log describe it.
+SIGNATURES = {
+    BYTES_SIGNATURE: "image_bytes: string [N], encoded image files (the evaluation transform inside)",
+    UINT8_SIGNATURE: "images: uint8 [N, size, size, 3], RGB, resized and cropped (normalised inside)",
+    IMAGES_SIGNATURE: "images: float32 [N, size, size, 3], normalised",
+}
 
 
 class ServingModule(tf.Module):
-    """The model with its preprocessing and top-k, as traced functions.
+    """The model with its preprocessing and top-k, as traced functions (one per signature).
 
     Args:
-        inference: the restored model, its preprocessing configuration and class names.
-        top_k: how many classes the ``top_k_*`` outputs list.
+        inference: the restored model (float32), its preprocessing configuration and class names.
+        top_k: how many classes the ``top_k_*`` outputs list (at most the number of classes).
     """
 
     def __init__(self, inference: InferenceModel, top_k: int = 5) -> None:
@@ -49,8 +54,15 @@ class ServingModule(tf.Module):
         size = inference.config.image_size
         self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
             tf.TensorSpec([None], tf.string, name="image_bytes")])
+        self.serve_uint8 = tf.function(self._serve_uint8, input_signature=[
+            tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
         self.serve_images = tf.function(self._serve_images, input_signature=[
             tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+
+    def signatures(self) -> Dict[str, tf.types.experimental.GenericFunction]:
+        """Signature name -> traced function, for ``tf.saved_model.save``."""
+        return {BYTES_SIGNATURE: self.serve_bytes, UINT8_SIGNATURE: self.serve_uint8,
+                IMAGES_SIGNATURE: self.serve_images}
 
     def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         logits = tf.cast(self.model(images, training=False), tf.float32)
@@ -64,38 +76,32 @@ class ServingModule(tf.Module):
         size = config.image_size
         images = tf.map_fn(lambda encoded: preprocessing.eval_image(encoded, config), image_bytes,
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
-        return self._outputs(preprocessing.normalize_for(images, config))
+        return self._serve_uint8(images)
+
+    def _serve_uint8(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return self._outputs(preprocessing.normalize_for(images, self._config))
 
     def _serve_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._outputs(images)
 
 
-def _serving_config(inference: InferenceModel, model_name: str) -> Dict[str, Any]:
-    c = inference.config
-    return dict(model=model_name, checkpoint=os.path.abspath(inference.checkpoint), num_classes=inference.num_classes,
-                image_size=c.image_size, eval_resize=c.eval_resize, eval_mode=c.eval_mode, mean=list(c.mean),
-                std=list(c.std), interpolation=c.interpolation, channel_order=c.channel_order,
-                value_scale=c.value_scale, signatures={BYTES_SIGNATURE: "image_bytes: string [N] (encoded image files)",
-                                             IMAGES_SIGNATURE: "images: float32 [N, size, size, 3], normalised"})
+def save_saved_model(inference: InferenceModel, directory: str, *, top_k: int = 5) -> ServingModule:
+    """Writes the SavedModel with its three signatures into ``directory`` (which may hold other files)."""
+    module = ServingModule(inference, top_k=top_k)
+    tf.saved_model.save(module, directory, signatures=module.signatures())
+    return module
 
 
-def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name: str = "",
-                      top_k: int = 5) -> str:
-    """Writes the SavedModel to ``export_dir`` atomically; returns its absolute path.
+def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name: str = "", top_k: int = 5,
+                      overwrite: bool = False, protected: Optional[str] = None) -> str:
+    """Writes a SavedModel export (with ``serving_config.json`` and the label map) to ``export_dir``
+    atomically; returns its absolute path. :func:`export.writer.write_export` with only this format.
 
     Raises:
-        FileExistsError: ``export_dir`` exists and is not empty (nothing is overwritten).
+        export.directory.ExportDirNotEmpty: ``export_dir`` is not empty and not ``overwrite`` (one line
+            naming the folder and ``--overwrite``); nothing is written.
     """
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
-        raise FileExistsError(f"--export_dir={export_dir} already exists; pass a new directory (nothing was "
-                              "overwritten).")
-    with publish_directory(export_dir) as tmp:
-        module = ServingModule(inference, top_k=top_k)
-        tf.saved_model.save(module, tmp, signatures={BYTES_SIGNATURE: module.serve_bytes,
-                                                     IMAGES_SIGNATURE: module.serve_images})
-        with open(os.path.join(tmp, "serving_config.json"), "w") as f:
-            json.dump(_serving_config(inference, model_name), f, indent=2)
-        if inference.label_map_path:
-            shutil.copyfile(inference.label_map_path, os.path.join(tmp, LABEL_MAP_NAME))
-    return export_dir
+    from export.writer import write_export  # the writer uses this module
+
+    return write_export(inference, export_dir, ("saved_model",), model_name=model_name, top_k=top_k,
+                        overwrite=overwrite, protected=protected).export_dir

@@ -416,8 +416,9 @@ class PredictConfig:
     label_map: Optional[str] = setting(None, "predict/export: label map file (<label><TAB><name> lines); default: "
                                        "the run's.")
     top_k: int = setting(5, "predict/export: classes reported per image.", minimum=1)
-    predictions_csv: Optional[str] = setting(None, "predict: CSV file of the predictions (default: "
-                                             "predictions.csv in the log directory).")
+    predictions_csv: Optional[str] = setting(None, "predict: CSV file of the predictions, one row per image "
+                                             "(default: predictions.csv beside the checkpoint, in the run's "
+                                             "directory).")
 
 
 @dataclass(frozen=True)
@@ -431,6 +432,10 @@ class ExportConfig:
                                               choices=("saved_model", "tflite", "tflite_dynamic", "tflite_int8",
                                                        "onnx", "keras"))
     overwrite: bool = setting(False, "export: replace the contents of a non-empty --export_dir.")
+    calibration_images: int = setting(200, "export tflite_int8: training images (the run's train split, evaluation "
+                                      "transform) that calibrate the integer ranges.", minimum=1)
+    check_images: int = setting(200, "export: held-out images (the run's validation split) on which every format "
+                                "is compared with the float32 model (0: random inputs).", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -86,15 +86,16 @@ def test_predict_export_reload_agree(run):
         paths = {images!r}
         out = loaded.signatures["serving_default"](image_bytes=tf.constant([open(p, "rb").read() for p in paths]))
         zeros = loaded.signatures["serving_images"](images=tf.zeros([1, {SIZE}, {SIZE}, 3]))
+        grey = loaded.signatures["serving_uint8"](images=tf.fill([2, {SIZE}, {SIZE}, 3], tf.constant(128, tf.uint8)))
         print(json.dumps(dict(
             classes=out["top_k_classes"].numpy().tolist(), probs=out["top_k_probabilities"].numpy().tolist(),
             names=[[n.decode() for n in row] for row in out["top_k_names"].numpy()],
-            images_shape=list(zeros["probabilities"].shape))))
+            images_shape=list(zeros["probabilities"].shape), uint8_shape=list(grey["top_k_classes"].shape))))
     """)
     fresh = subprocess.run([sys.executable, "-c", reload], cwd=str(tmp), capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     served = json.loads(fresh.stdout.strip().splitlines()[-1])
-    assert served["images_shape"] == [1, 5]
+    assert served["images_shape"] == [1, 5] and served["uint8_shape"] == [2, 5]
     for i, path in enumerate(images):
         assert served["classes"][i] == [label for label, _, _ in predicted[path]]
         assert served["probs"][i] == pytest.approx([p for _, p, _ in predicted[path]], abs=2e-6)
@@ -104,7 +105,9 @@ def test_predict_export_reload_agree(run):
     before = sorted(os.listdir(export_dir))
     proc = run_main("--mode=export", "--backend=cpu", f"--image_size={SIZE}", f"--checkpoint_dir={ckpt_dir}",
                     f"--export_dir={export_dir}", check=False)
-    assert proc.returncode == 1 and "already exists" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --export_dir={export_dir} is not empty; pass "
+                                                           "--overwrite")
     assert sorted(os.listdir(export_dir)) == before
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_compat import keras
-from zoo.layers import StochasticDepth, conv2d
+from zoo.layers import StochasticDepth, conv2d, serializable
 
 __all__ = ["LayerScale", "convnext_tiny"]
 
@@ -27,6 +27,7 @@ _LN_EPS = 1e-6
 _TINY: Tuple[Tuple[int, int], ...] = ((96, 3), (192, 3), (384, 9), (768, 3))
 
 
+@serializable
 class LayerScale(keras.layers.Layer):
     """``x * gamma`` with one learned scale per channel (ConvNeXt's ``layer_scale``, CaiT's LayerScale).
 

@@ -25,6 +25,8 @@ from keras_compat import keras
 __all__ = ["ClassToken", "PositionEmbedding", "vit_b_16"]
 
 _LN_EPS = 1e-6
+# Registered for .keras files under the zoo's package name (zoo.layers.SERIALIZATION_PACKAGE).
+serializable = keras.utils.register_keras_serializable(package="zoo")
 
 
 def _bare_parameter(layer, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -34,6 +36,7 @@ def _bare_parameter(layer, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.asarray(tensors[""])
 
 
+@serializable
 class ClassToken(keras.layers.Layer):
     """Prepends a learned token to a (N, L, D) sequence: ViT's ``class_token``.
 
@@ -60,6 +63,7 @@ class ClassToken(keras.layers.Layer):
         return [_bare_parameter(self, tensors)]
 
 
+@serializable
 class PositionEmbedding(keras.layers.Layer):
     """Adds a learned (1, L, D) embedding to a (N, L, D) sequence: ViT's ``encoder.pos_embedding``.
 
@@ -87,6 +91,7 @@ class PositionEmbedding(keras.layers.Layer):
         return [_bare_parameter(self, tensors)]
 
 
+@serializable
 class AttentionKernelInitializer(keras.initializers.Initializer):
     """``nn.MultiheadAttention``'s initialisation, for the kernels of Keras' ``MultiHeadAttention``.
 
