@@ -180,7 +180,7 @@ class DistributedBackend(Backend):
                      ", ".join(f"rank {i}" + (f" on cores {c}" if c else "") for i, c in enumerate(cores)),
                      self.launch_log_dir)
         return launcher.launch(plan["commands"], plan["per_rank_env"], cpu_sets=plan["cpu_sets"],
-                               log_dir=self.launch_log_dir)
+                               log_dir=self.launch_log_dir, preempt_grace_s=self.preempt_grace_s)
 
     # -- set-up -----------------------------------------------------------------------------------
 

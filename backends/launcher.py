@@ -20,18 +20,27 @@ What it guarantees:
 * Each rank's stdout and stderr are forwarded line by line to the launcher's stdout, prefixed
   ``[rank i] `` (a line that already starts with that prefix is forwarded unchanged); a line
   ``[launcher] started rank i: pid P`` announces each rank.
-* Each rank runs in its own session (process group). When a rank exits non-zero or is killed, the
-  others get SIGTERM, then SIGKILL after ``grace_s``; the same happens when the launcher receives
-  SIGINT or SIGTERM, or when the other ranks outlive a rank that finished by more than
-  ``finish_timeout_s`` (a rank waiting forever on a peer that left).
-* SIGINT or SIGTERM to the launcher is forwarded to every rank, and the launcher waits for the ranks
-  to exit (training ranks save a checkpoint first, see ``runs/preemption.py``); a second signal
-  kills them at once. When every rank exits with :data:`PREEMPTED_EXIT_CODE` (saved and stopped),
-  so does the launcher. On Linux every rank also gets
-  SIGKILL should the launcher itself die (``PR_SET_PDEATHSIG``), so no process is left behind.
-* The return code is 0 when every rank exited 0. Otherwise it is the first failed rank's exit
-  code (or 128 + signal number), and a message on stderr names that rank, how it ended and its
-  last output lines.
+* Each rank runs in its own session (process group). On Linux every rank also gets SIGKILL should
+  the launcher itself die (``PR_SET_PDEATHSIG``), so no process is left behind.
+* A crash (a rank that exits with a code other than 0 and :data:`PREEMPTED_EXIT_CODE`, or is killed by a
+  signal) stops the others at once: SIGTERM, then SIGKILL after ``grace_s``. So does a rank that
+  outlives a rank that finished (exit 0) by more than ``finish_timeout_s`` (a rank waiting forever on a
+  peer that left). The return code is the first failed rank's exit code (or 128 + signal number), and a
+  message on stderr names that rank, how it ended and its last output lines (or only its ``error:`` line
+  when it ended with one: it was printed once already).
+* A preemption is no failure. SIGINT or SIGTERM to the launcher is forwarded to every rank, and the
+  launcher waits for the ranks to save and exit (training ranks stop at the next step boundary, all after
+  the same step, and the chief writes a checkpoint: ``runs/preemption.py``), at most ``preempt_grace_s``
+  seconds; a rank that exits with :data:`PREEMPTED_EXIT_CODE` by itself (it was signalled directly; the
+  ranks agree on the stop among themselves) starts the same wait, without a signal from the launcher. When
+  the ranks have exited with that code (or 0), so does the launcher. Ranks still running when the grace
+  period ends are killed: the launcher exits with :data:`PREEMPTED_EXIT_CODE` if rank 0 (the chief, which
+  saves) had finished, else :data:`STOPPED_AT_ONCE_EXIT_CODE`.
+* A second SIGINT or SIGTERM to the launcher is forwarded too (ranks then stop at once, without saving);
+  ranks still running after ``grace_s`` are killed, and the launcher exits with
+  :data:`STOPPED_AT_ONCE_EXIT_CODE`. Ranks that are not training processes (the default action of the
+  signal ends them) end the launch with ``128 + signal``.
+* 0 when every rank exited 0.
 
 :func:`launch_ranks` does the same and returns a :class:`LaunchResult` with the details.
 """
@@ -40,18 +49,20 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Deque, List, Mapping, Optional, Sequence
 
 import run_dir
-from exit_codes import PREEMPTED_EXIT_CODE
+from exit_codes import PREEMPTED_EXIT_CODE, STOPPED_AT_ONCE_EXIT_CODE
 
-__all__ = ["PREEMPTED_EXIT_CODE", "LaunchResult", "RankExit", "describe_exit", "free_ports", "launch", "launch_ranks"]
+__all__ = ["PREEMPTED_EXIT_CODE", "STOPPED_AT_ONCE_EXIT_CODE", "LaunchResult", "RankExit", "describe_exit",
+           "free_ports", "launch", "launch_ranks", "lost_peer_message"]
 
 # Runs in each child before the real command: pins CPUs, asks the kernel to kill the child if the
 # launcher dies, then replaces itself with the command (same pid). A separate program rather than
@@ -195,6 +206,7 @@ def launch_ranks(
     cwd: Optional[str] = None,
     base_env: Optional[Mapping[str, str]] = None,
     grace_s: float = 10.0,
+    preempt_grace_s: Optional[float] = None,
     finish_timeout_s: Optional[float] = 600.0,
     tail_lines: int = 20,
     prefix: str = "[rank {rank}] ",
@@ -211,7 +223,10 @@ def launch_ranks(
         cpu_sets: per rank, the CPU cores it may run on (None: no pinning). Linux only.
         cwd: working directory of the ranks (default: the launcher's).
         base_env: environment the per-rank variables are added to (default: ``os.environ``).
-        grace_s: seconds between SIGTERM and SIGKILL when stopping ranks.
+        grace_s: seconds between SIGTERM and SIGKILL when stopping ranks after a crash or a second signal.
+        preempt_grace_s: seconds the ranks get to save and exit after a preemption (a signal to the
+            launcher, or a rank that exited with :data:`PREEMPTED_EXIT_CODE`) before the ones still
+            running are killed (``--preempt_grace_s``); None: wait as long as they take.
         finish_timeout_s: once one rank has exited 0, the others must exit within this many
             seconds or they are stopped and the launch fails. None: wait forever.
         tail_lines: output lines of a failed rank shown in the message.
@@ -250,30 +265,38 @@ def launch_ranks(
 
     ranks: List[_Rank] = []
     log_files: List[IO[str]] = []
-    interrupted: Dict[str, int] = {}
+    signals: List[int] = []  # SIGINT/SIGTERM received by the launcher, in order
     previous_handlers = {}
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-        if "signum" in interrupted:
-            interrupted["again"] = signum  # a second signal: stop the ranks at once
-        interrupted.setdefault("signum", signum)
+        signals.append(signum)
 
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, on_signal)
 
-    def stop_all(reason_ranks: Sequence[_Rank]) -> None:
-        for r in reason_ranks:
+    def say(text: str) -> None:
+        with out_lock:
+            out.write(f"[launcher] {text}\n")
+            out.flush()
+
+    def live() -> List[_Rank]:
+        return [r for r in ranks if r.proc.poll() is None]
+
+    def stop(targets: Sequence[_Rank], first: Optional[int] = signal.SIGTERM, wait_s: float = grace_s) -> None:
+        """``first`` to each of ``targets`` (None: none), SIGKILL to those still running ``wait_s`` later."""
+        for r in targets:
             if r.proc.poll() is None:
                 r.stopped_by_launcher = True
-                r.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(r.proc.poll() is None for r in reason_ranks):
+                if first is not None:
+                    r.signal_group(first)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(r.proc.poll() is None for r in targets):
             time.sleep(min(poll_s, 0.05))
-        for r in reason_ranks:
+        for r in targets:
             if r.proc.poll() is None:
                 r.signal_group(signal.SIGKILL)
-        for r in reason_ranks:
+        for r in targets:
             r.proc.wait()
             # SIGKILL of the group also reaps grandchildren; make sure none of them lives on.
             try:
@@ -281,28 +304,7 @@ def launch_ranks(
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def forward_interrupt() -> None:
-        """Passes the launcher's SIGTERM/SIGINT to every rank and waits for them to save and exit.
-
-        Training ranks finish their device loop call, write a checkpoint and exit (runs.preemption):
-        that may take longer than ``grace_s``, so they are not killed after it; a second signal to the
-        launcher kills them at once.
-        """
-        signum = interrupted["signum"]
-        with out_lock:
-            out.write(f"[launcher] {signal.Signals(signum).name}: forwarded to every rank; waiting for them to save "
-                      "and stop (send it again to stop them at once)\n")
-            out.flush()
-        for r in ranks:
-            if r.proc.poll() is None:
-                r.stopped_by_launcher = True
-                r.signal_group(signum)
-        while any(r.proc.poll() is None for r in ranks) and "again" not in interrupted:
-            time.sleep(min(poll_s, 0.05))
-        for r in ranks:
-            if r.proc.poll() is None:
-                r.signal_group(signal.SIGKILL)
-
+    state = _Supervision()
     try:
         env0 = dict(base_env if base_env is not None else os.environ)
         for i, (cmd, extra, cpus) in enumerate(zip(commands, per_rank_env, cpu_sets)):
@@ -321,34 +323,63 @@ def launch_ranks(
                                     stderr=subprocess.STDOUT, start_new_session=True)
             ranks.append(_Rank(i, proc, prefix.format(rank=i), out, out_lock, log_file, tail_lines))
             if announce:
-                with out_lock:
-                    out.write(f"[launcher] started rank {i}: pid {proc.pid}\n")
-                    out.flush()
+                say(f"started rank {i}: pid {proc.pid}")
 
-        failed: Optional[_Rank] = None
         first_done_at: Optional[float] = None
-        timed_out = False
         while True:
-            if interrupted:
-                break
+            now = time.monotonic()
+            if len(signals) > len(state.forwarded):
+                signum = signals[len(state.forwarded)]
+                if not state.forwarded:  # the first signal: a preemption
+                    state.preempted_by = state.preempted_by or signal.Signals(signum).name
+                    state.preempted_at = state.preempted_at or now
+                    wait = f"up to {preempt_grace_s:g} s" if preempt_grace_s is not None else "as long as they take"
+                    say(f"{signal.Signals(signum).name}: forwarded to every rank; waiting {wait} for them to save "
+                        "and stop (send it again to stop them at once)")
+                else:
+                    say(f"{signal.Signals(signum).name} again: forwarded to every rank; they stop at once")
+                state.forwarded.append(signum)
+                for r in live():
+                    r.stopped_by_launcher = True
+                    r.signal_group(signum)
+                if len(state.forwarded) > 1:
+                    state.aborted = True
+                    break
             codes = [r.proc.poll() for r in ranks]
-            bad = [r for r, c in zip(ranks, codes) if c is not None and c != 0]
-            if bad:
-                failed = bad[0]
+            crashed = [r for r, c in zip(ranks, codes) if c is not None and not _expected_exit(c, state.forwarded)]
+            if crashed:
+                state.failed = crashed[0]
                 break
-            if all(c == 0 for c in codes):
+            if all(c is not None for c in codes):
                 break
-            if first_done_at is None and any(c == 0 for c in codes):
-                first_done_at = time.monotonic()
-            if (first_done_at is not None and finish_timeout_s is not None
-                    and time.monotonic() - first_done_at > finish_timeout_s):
-                timed_out = True
-                break
+            if state.preempted_at is None:
+                stopped = [r for r, c in zip(ranks, codes) if c == PREEMPTED_EXIT_CODE]
+                if stopped:
+                    state.preempted_at, state.preempted_by = now, f"rank {stopped[0].rank}"
+                    wait = f"up to {preempt_grace_s:g} s" if preempt_grace_s is not None else "as long as they take"
+                    say(f"rank {stopped[0].rank} stopped on a stop request (exit code {PREEMPTED_EXIT_CODE}); waiting "
+                        f"{wait} for the other ranks to save and stop")
+            if state.preempted_at is not None:
+                if preempt_grace_s is not None and now - state.preempted_at > preempt_grace_s:
+                    state.grace_over = [r.rank for r in live()]
+                    break
+            else:
+                if first_done_at is None and any(c == 0 for c in codes):
+                    first_done_at = now
+                if (first_done_at is not None and finish_timeout_s is not None
+                        and now - first_done_at > finish_timeout_s):
+                    state.timed_out = True
+                    break
             time.sleep(poll_s)
 
-        if interrupted:
-            forward_interrupt()
-        stop_all(ranks)
+        if state.aborted:  # the second signal was forwarded: they stop at once, or are killed after grace_s
+            stop(live(), first=None)
+        elif state.failed is not None or state.timed_out:
+            stop(live())
+        elif state.grace_over:
+            say(f"rank(s) {', '.join(map(str, state.grace_over))} still running {preempt_grace_s:g} s after the "
+                "preemption (--preempt_grace_s): killed")
+            stop(live(), first=None, wait_s=0.0)
         for r in ranks:
             r.thread.join(timeout=5.0)
     finally:
@@ -363,30 +394,87 @@ def launch_ranks(
             f.close()
 
     exits = [RankExit(r.rank, r.proc.pid, r.proc.returncode, r.stopped_by_launcher, list(r.tail)) for r in ranks]
-    return _summarise(exits, failed.rank if failed else None, interrupted.get("signum"), timed_out,
-                      finish_timeout_s, out, out_lock)
+    return _summarise(exits, state, finish_timeout_s, preempt_grace_s, out_lock)
 
 
-def _summarise(exits: List[RankExit], failed_rank: Optional[int], signum: Optional[int], timed_out: bool,
-               finish_timeout_s: Optional[float], out: IO[str], out_lock: threading.Lock) -> LaunchResult:
-    stopped = [e.rank for e in exits if e.stopped_by_launcher]
+@dataclass
+class _Supervision:
+    """What happened while the launcher supervised its ranks."""
+
+    forwarded: List[int] = field(default_factory=list)  # signals passed on to the ranks, in order
+    preempted_at: Optional[float] = None  # when the preemption began (a signal, or a rank exiting 75)
+    preempted_by: Optional[str] = None  # "SIGTERM" or "rank 1"
+    aborted: bool = False  # a second signal: the ranks were told to stop at once
+    failed: Optional[_Rank] = None  # the first rank that crashed
+    timed_out: bool = False  # ranks outlived a rank that finished by finish_timeout_s
+    grace_over: List[int] = field(default_factory=list)  # ranks killed when preempt_grace_s ran out
+
+
+def _expected_exit(code: int, forwarded: Sequence[int]) -> bool:
+    """Whether a rank's exit is no crash: done, stopped on a stop request, or ended by a signal the launcher
+    forwarded (a rank that is no training process, or stopped at once on the second signal)."""
+    if code in (0, PREEMPTED_EXIT_CODE):
+        return True
+    if len(forwarded) > 1 and code == STOPPED_AT_ONCE_EXIT_CODE:
+        return True
+    return code < 0 and -code in forwarded
+
+
+def _error_line(tail: Sequence[str]) -> Optional[str]:
+    """The ``error: ...`` line a rank ended with (its one-line error), if it did."""
+    for line in reversed(tail):
+        if line.strip():
+            return line.strip() if line.startswith("error: ") else None
+    return None
+
+
+def _saved_line(tail: Sequence[str]) -> str:
+    """What a preempted rank said it saved (its ``training stopped by ...`` line), or ''."""
+    return next((line.strip() for line in reversed(tail) if line.startswith("training stopped by")), "")
+
+
+def _summarise(exits: List[RankExit], state: _Supervision, finish_timeout_s: Optional[float],
+               preempt_grace_s: Optional[float], out_lock: threading.Lock) -> LaunchResult:
+    failed = state.failed.rank if state.failed is not None else None
+    stopped = [e.rank for e in exits if e.stopped_by_launcher and failed is not None and e.rank != failed]
     stopped_text = f" Stopped rank(s) {', '.join(map(str, stopped))}." if stopped else ""
-    if signum is not None:
-        if all(e.returncode == PREEMPTED_EXIT_CODE for e in exits):
-            code = PREEMPTED_EXIT_CODE
-            message = (f"launcher: interrupted by {signal.Signals(signum).name}; every rank saved a checkpoint and "
-                       f"stopped (exit code {code}): run the same command again to resume.")
+    codes = [e.returncode for e in exits]
+    failed_rank = None
+    if failed is not None:
+        e = exits[failed]
+        failed_rank = e.rank
+        if _error_line(e.tail) is not None:  # a one-line error, printed above already: named, not repeated
+            message = (f"launcher: rank {e.rank} (pid {e.pid}) {describe_exit(e.returncode)} after the error it "
+                       f"printed above.{stopped_text}")
         else:
-            message = f"launcher: interrupted by {signal.Signals(signum).name}.{stopped_text}"
-            code = 128 + signum
-        failed_rank = None
-    elif failed_rank is not None:
-        e = exits[failed_rank]
-        tail = "\n".join(f"  | {line}" for line in e.tail) or "  | (no output)"
-        message = (f"launcher: rank {e.rank} (pid {e.pid}) {describe_exit(e.returncode)}.{stopped_text}\n"
-                   f"Last {len(e.tail)} output lines of rank {e.rank}:\n{tail}")
+            tail = "\n".join(f"  | {line}" for line in e.tail) or "  | (no output)"
+            message = (f"launcher: rank {e.rank} (pid {e.pid}) {describe_exit(e.returncode)}.{stopped_text}\n"
+                       f"Last {len(e.tail)} output lines of rank {e.rank}:\n{tail}")
         code = _code_of(e.returncode) or 1
-    elif timed_out:
+    elif state.aborted:
+        code = STOPPED_AT_ONCE_EXIT_CODE
+        message = (f"launcher: {signal.Signals(state.forwarded[-1]).name} again: every rank was stopped at once, "
+                   f"saving nothing (exit code {code}); run the same command again to resume from the newest "
+                   "complete checkpoint.")
+    elif state.grace_over:
+        chief_saved = codes[0] == PREEMPTED_EXIT_CODE
+        code = PREEMPTED_EXIT_CODE if chief_saved else STOPPED_AT_ONCE_EXIT_CODE
+        message = (f"launcher: preempted ({state.preempted_by}); rank(s) {', '.join(map(str, state.grace_over))} "
+                   f"did not stop within --preempt_grace_s={preempt_grace_s:g} s and were killed; "
+                   + (f"rank 0 had finished: {_saved_line(exits[0].tail) or 'see its output'}" if chief_saved else
+                      "rank 0 had not finished saving: the next run resumes from the newest complete checkpoint")
+                   + f" (exit code {code}).")
+    elif state.preempted_at is not None and any(c == PREEMPTED_EXIT_CODE for c in codes):
+        code = PREEMPTED_EXIT_CODE
+        saved = _saved_line(exits[0].tail) or next((_saved_line(e.tail) for e in exits if _saved_line(e.tail)), "")
+        message = (f"launcher: preempted ({state.preempted_by}); every rank stopped after the same step (exit code "
+                   f"{code}). Rank 0: {saved or 'see its output above.'}")
+    elif state.forwarded and not all(c == 0 for c in codes):
+        signum = state.forwarded[0]
+        code = 128 + signum
+        message = f"launcher: interrupted by {signal.Signals(signum).name}; " + ", ".join(
+            f"rank {e.rank} {describe_exit(e.returncode)}" for e in exits) + "."
+    elif state.timed_out:
         waiting = [e for e in exits if e.stopped_by_launcher]
         failed_rank = waiting[0].rank if waiting else None
         lines = []
@@ -401,6 +489,55 @@ def _summarise(exits: List[RankExit], failed_rank: Optional[int], signum: Option
     with out_lock:
         print(message, file=sys.stderr, flush=True)
     return LaunchResult(code, failed_rank, message, exits)
+
+
+_PEER_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_PEER_LOST = ("Connection reset by peer", "Socket closed", "failed to connect to all addresses", "Connection refused",
+              "heartbeat timeout", "has been disconnected", "UNAVAILABLE", "unavailable", "Broken pipe")
+
+
+def lost_peer_message(error: BaseException, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """One line for a rank whose peer died (the raw error of its collective is a page of traceback), or None.
+
+    A collective between worker processes (``MultiWorkerMirroredStrategy`` over gRPC) fails with
+    ``UnavailableError`` (or an abort naming the peer's task) when another rank crashed or was killed.
+    That rank's own output says why; this rank only stops.
+
+    Args:
+        error: what this rank's training raised.
+        environ: where ``TF_CONFIG`` is read (default ``os.environ``): it names this rank and its peers.
+
+    Returns:
+        The line (without ``error:``), or None if ``error`` is not a lost peer.
+    """
+    import json
+
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - this is only called where TensorFlow runs
+        return None
+    if not isinstance(error, tf.errors.OpError) or not isinstance(
+            error, (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                    tf.errors.InternalError, tf.errors.UnknownError, tf.errors.DeadlineExceededError)):
+        return None
+    text = str(error)
+    try:
+        config = json.loads((environ if environ is not None else os.environ).get("TF_CONFIG") or "{}")
+    except ValueError:
+        config = {}
+    me = config.get("task", {}).get("index")
+    workers = config.get("cluster", {}).get("worker", [])
+    peers = sorted({int(m.group(2)) for m in _PEER_TASK.finditer(text) if int(m.group(2)) != me})
+    if not peers:
+        peers = sorted({i for i, address in enumerate(workers) if address in text and i != me})
+    if not peers and not (workers and any(marker in text for marker in _PEER_LOST)):
+        return None
+    reason = next((marker for marker in _PEER_LOST if marker in text), type(error).__name__)
+    who = (", ".join(f"rank {p}" + (f" ({workers[p]})" if p < len(workers) else "") for p in peers)
+           if peers else "another rank")
+    here = f"rank {me}" if me is not None else "this rank"
+    return (f"{here} lost {who} ({reason}): it crashed, was killed or cannot be reached; its own output says why. "
+            f"{here.capitalize()} stops too; run the same command again to resume from the newest checkpoint.")
 
 
 def launch(

@@ -150,6 +150,14 @@ def run_command_line(resolved: Resolved, layers: Sequence[Layer], argv: Sequence
     except TrainingPreempted as e:  # SIGTERM/SIGINT: saved; a distinct code tells schedulers to requeue
         print(str(e), file=sys.stderr, flush=True)
         return PREEMPTED_EXIT_CODE
-    except (SettingError, ValueError, FileNotFoundError, FloatingPointError, CheckpointSaveError) as e:
+    except (SettingError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, CheckpointSaveError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a peer rank died: one line naming it, not TensorFlow's page of its collective's error
+        from backends.launcher import lost_peer_message
+
+        line = lost_peer_message(e)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 1

@@ -9,6 +9,11 @@ Actions:
   stubborn     ignore SIGTERM, print "ready", sleep (needs SIGKILL)
   spawn FILE   start a sleeping grandchild, write its pid to FILE, print "ready", sleep
   affinity     print the CPU cores this process may run on, exit 0
+  preemptible SAVE_S
+               handle SIGTERM/SIGINT as training does (runs/preemption.py): print "ready", wait for a
+               stop request or for $STOP_FILE (the other ranks' agreement, which training gets from its
+               collectives), then "save" for SAVE_S seconds, create $PID_DIR/saved<RANK> and exit 75;
+               a second signal exits 79 at once. A request creates $STOP_FILE for the others.
 Every process also writes its own pid to $PID_DIR/rank<RANK>.pid if PID_DIR is set, and the
 sleeping actions create $READY_FILE (if set) once they are set up.
 """
@@ -37,6 +42,22 @@ if action == "fail":
 if action == "affinity":
     print(f"worker {rank} cpus={','.join(map(str, sorted(os.sched_getaffinity(0))))}", flush=True)
     sys.exit(0)
+if action == "preemptible":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from runs import preemption
+
+    stop_file = os.environ["STOP_FILE"]
+    with preemption.handling():
+        print(f"worker {rank} ready", flush=True)
+        while not preemption.requested() and not os.path.exists(stop_file):
+            time.sleep(0.01)
+        if preemption.requested():
+            open(stop_file, "a").close()
+        print(f"worker {rank} saving", flush=True)
+        time.sleep(float(sys.argv[2]))
+        open(os.path.join(os.environ["PID_DIR"], f"saved{rank}"), "w").close()
+        print(f"training stopped by SIGTERM after step 7: worker {rank} saved", flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 if action == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if action == "spawn":

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from backends.launcher import describe_exit, free_ports, launch, launch_ranks
+from backends.launcher import PREEMPTED_EXIT_CODE, describe_exit, free_ports, launch, launch_ranks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "launcher_worker.py")
@@ -223,3 +223,121 @@ def test_helpers():
     assert len(set(ports)) == 3 and all(0 < p < 65536 for p in ports)
     assert describe_exit(-9) == "was killed by SIGKILL"
     assert describe_exit(4) == "exited with code 4"
+
+
+# -- preemption: a stop on a signal is no failure ------------------------------------------------------
+
+class _Launcher:
+    """``launch(...)`` in a process of its own (so that it can be signalled), its output read as it comes."""
+
+    def __init__(self, tmp_path, actions, **kwargs):
+        self.pid_dir = tmp_path / "pids"
+        self.pid_dir.mkdir()
+        self.stop_file = tmp_path / "stop"
+        script = textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {ROOT!r})
+            from backends.launcher import launch
+            actions = {actions!r}
+            envs = [dict(RANK=str(i), PID_DIR={str(self.pid_dir)!r}, STOP_FILE={str(self.stop_file)!r})
+                    for i in range(len(actions))]
+            sys.exit(launch([[sys.executable, {WORKER!r}, *a] for a in actions], envs, **{kwargs!r}))
+        """)
+        self.proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines = []
+        import threading
+
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    def wait_for(self, *texts, seconds=120.0):
+        deadline = time.monotonic() + seconds
+        while not all(any(t in line for line in self.lines) for t in texts):
+            assert self.proc.poll() is None and time.monotonic() < deadline, (self.lines, self.proc.stderr.read())
+            time.sleep(0.02)
+
+    def finish(self, seconds=120.0):
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout=seconds)
+        self._reader.join(timeout=10)
+        return "".join(self.lines), err
+
+    def pid(self, rank):
+        return int((self.pid_dir / f"rank{rank}.pid").read_text())
+
+    def saved(self):
+        return sorted(p.name for p in self.pid_dir.iterdir() if p.name.startswith("saved"))
+
+
+def test_a_rank_stopped_on_a_signal_is_no_failure_the_chief_finishes_its_save(tmp_path):
+    """Rank 1 alone is signalled (as a scheduler may do): it exits 75 first; the launcher does not stop rank 0,
+    whose save takes longer than grace_s, and exits 75 once it has finished."""
+    launcher = _Launcher(tmp_path, [["preemptible", "3"], ["preemptible", "0"]], grace_s=1, preempt_grace_s=60)
+    launcher.wait_for("[rank 0] worker 0 ready", "[rank 1] worker 1 ready")
+    os.kill(launcher.pid(1), signal.SIGTERM)
+    out, err = launcher.finish()
+    assert launcher.proc.returncode == PREEMPTED_EXIT_CODE, out + err
+    assert launcher.saved() == ["saved0", "saved1"]  # the chief's 3-second save was not cut short
+    assert "[launcher] rank 1 stopped on a stop request (exit code 75); waiting up to 60 s" in out
+    assert "launcher: preempted (rank 1); every rank stopped after the same step (exit code 75). Rank 0: training " \
+           "stopped by SIGTERM after step 7: worker 0 saved" in err
+
+
+def test_ranks_that_do_not_stop_within_preempt_grace_s_are_killed(tmp_path):
+    launcher = _Launcher(tmp_path, [["preemptible", "0"], ["stubborn"]], grace_s=60, preempt_grace_s=1)
+    launcher.wait_for("[rank 0] worker 0 ready", "[rank 1] worker 1 ready")
+    launcher.proc.send_signal(signal.SIGTERM)
+    out, err = launcher.finish()
+    assert launcher.proc.returncode == PREEMPTED_EXIT_CODE, out + err  # the chief had saved
+    assert launcher.saved() == ["saved0"] and wait_gone([launcher.pid(1)], 1.0) == []
+    assert "SIGTERM: forwarded to every rank; waiting up to 1 s for them to save and stop" in out
+    assert "rank(s) 1 did not stop within --preempt_grace_s=1 s and were killed; rank 0 had finished" in err
+
+
+def test_a_second_signal_to_the_launcher_stops_every_rank_at_once(tmp_path):
+    from exit_codes import STOPPED_AT_ONCE_EXIT_CODE
+
+    launcher = _Launcher(tmp_path, [["preemptible", "600"], ["preemptible", "600"]], grace_s=60)
+    launcher.wait_for("[rank 0] worker 0 ready", "[rank 1] worker 1 ready")
+    launcher.proc.send_signal(signal.SIGTERM)
+    launcher.wait_for("[rank 0] worker 0 saving", "[rank 1] worker 1 saving")  # each handled the first one
+    launcher.proc.send_signal(signal.SIGTERM)
+    out, err = launcher.finish()
+    assert launcher.proc.returncode == STOPPED_AT_ONCE_EXIT_CODE, out + err
+    assert launcher.saved() == [] and wait_gone([launcher.pid(0), launcher.pid(1)], 1.0) == []
+    assert "SIGTERM again: forwarded to every rank; they stop at once" in out
+    assert f"every rank was stopped at once, saving nothing (exit code {STOPPED_AT_ONCE_EXIT_CODE})" in err
+
+
+def test_a_rank_that_ended_with_a_one_line_error_is_named_not_repeated(tmp_path):
+    error = "error: --data_dir=/nowhere does not exist"
+    result = launch_ranks([[sys.executable, "-c", f"import sys; print('loading'); print({error!r}); sys.exit(1)"],
+                           cmd("sleep")], envs(2), stream=io.StringIO(), grace_s=5)
+    assert result.returncode == 1 and result.failed_rank == 0
+    assert result.message.startswith("launcher: rank 0 (pid ") and "exited with code 1 after the error it printed" \
+        in result.message
+    assert error not in result.message and "loading" not in result.message
+
+
+def test_a_lost_peer_is_one_line_naming_it():
+    import json
+
+    import tensorflow as tf
+
+    from backends.launcher import lost_peer_message
+
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:4000", "127.0.0.1:4001"]},
+                            "task": {"type": "worker", "index": 0}})
+    # What rank 0's device loop raised when rank 1 was killed with SIGKILL (TensorFlow 2.21, two CPU workers).
+    raised = tf.errors.UnavailableError(None, None, (
+        "Graph execution error:\n\nDetected at node while/CollectiveReduceV2 defined at (most recent call last):\n"
+        "Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error information from "
+        "remote target /job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf:\n"
+        ":UNKNOWN:Error received from peer  {grpc_status:14, grpc_message:\"recvmsg:Connection reset by peer\"}"))
+    line = lost_peer_message(raised, {"TF_CONFIG": tf_config})
+    assert line.startswith("rank 0 lost rank 1 (127.0.0.1:4001) (Connection reset by peer)") and "\n" not in line
+    assert lost_peer_message(tf.errors.InvalidArgumentError(None, None, "shapes differ"), {"TF_CONFIG": tf_config}) \
+        is None
+    assert lost_peer_message(ValueError("no"), {}) is None

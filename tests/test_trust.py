@@ -275,7 +275,7 @@ def test_launcher_forwards_sigterm_to_every_rank_and_exits_75(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert sorted(os.listdir(ready)) == ["0", "1", "saved0", "saved1"]
     assert proc.returncode == PREEMPTED_EXIT_CODE, err
-    assert "every rank saved a checkpoint and stopped" in err
+    assert "launcher: preempted (SIGTERM); every rank stopped after the same step (exit code 75)" in err
     assert "SIGTERM: forwarded to every rank" in out
 
 
