@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from datasets import pipeline, preprocessing
+from datasets import pipeline, preprocessing, repeated
 from datasets.bad_data import BadDataPolicy, BadDataTracker, policy_from_config
 from datasets.base import ImageDataset
 from datasets.pipeline import PipelineOptions
@@ -37,6 +37,7 @@ class FileDataset(ImageDataset):
     default_area_range: Tuple[float, float] = (0.08, 1.0)
     default_random_flip: bool = True
     label_offset: int = 0
+    ra_reps: int = 1  # repeated augmentation (datasets/repeated.py): --ra_sampler's --ra_reps, set by from_config
 
     def __init__(self, *, options: Optional[PipelineOptions] = None,
                  preprocess: Optional[Dict[str, Any]] = None,
@@ -51,10 +52,13 @@ class FileDataset(ImageDataset):
 
     @classmethod
     def from_config(cls, config: RunConfig, recipe) -> FileDataset:
-        return cls(recipe=recipe, data_dir=config.data.data_dir, num_classes=config.model.num_classes,
-                   seed=config.seed, options=pipeline.options_from_config(config.data),
-                   preprocess=pipeline.preprocess_overrides(config.augment),
-                   bad_data_policy=policy_from_config(config.data), **cls.extra_kwargs(config))
+        dataset = cls(recipe=recipe, data_dir=config.data.data_dir, num_classes=config.model.num_classes,
+                      seed=config.seed, options=pipeline.options_from_config(config.data),
+                      preprocess=pipeline.preprocess_overrides(config.augment),
+                      bad_data_policy=policy_from_config(config.data), **cls.extra_kwargs(config))
+        if config.augment.ra_sampler:  # hook: repeated augmentation (datasets/repeated.py)
+            dataset.ra_reps = config.augment.ra_reps
+        return dataset
 
     @classmethod
     def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
@@ -95,7 +99,10 @@ class FileDataset(ImageDataset):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         seed = self.pipeline_seed(input_context)
-        records = self.records(split, training=training, input_context=input_context, seed=seed)
+        if training and self.ra_reps > 1:  # hook: repeated augmentation (datasets/repeated.py)
+            records = repeated.records(self, split, input_context=input_context, batch_size=batch_size, seed=seed)
+        else:
+            records = self.records(split, training=training, input_context=input_context, seed=seed)
         return pipeline.batches(
             records, training=training, batch_size=batch_size, config=self.preprocess_config,
             num_classes=self.num_classes, options=self.options, seed=seed, normalize=normalize,

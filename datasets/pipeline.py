@@ -44,15 +44,18 @@ def options_from_config(data: DataConfig) -> PipelineOptions:
 
 def preprocess_overrides(augment: AugmentConfig) -> dict:
     """Keyword overrides of :class:`PreprocessConfig` from the run's augmentation settings (None: the
-    recipe's or the dataset's own value)."""
+    recipe's or the dataset's own value).
+
+    ``val_crop_size`` is not one: a dataset is built for the model's input size, the training crop; evaluation
+    at another crop (FixRes) builds its dataset from :func:`evaluation.predictor.evaluation_config`, whose
+    input size is ``val_crop_size``."""
     area = None if augment.min_crop_area is None else (augment.min_crop_area, 1.0)
     return dict(eval_mode=augment.eval_resize, area_range=area, random_flip=augment.random_flip,
                 dct_scaling=augment.dct_scaling, auto_augment=augment.auto_augment, ra_num_ops=augment.ra_num_ops,
                 ra_magnitude=augment.ra_magnitude, random_erase=augment.random_erase,
                 random_erase_value=augment.random_erase_value, mixup_alpha=augment.mixup_alpha,
                 cutmix_alpha=augment.cutmix_alpha, interpolation=augment.interpolation,
-                eval_resize=augment.val_resize_size, train_crop_size=augment.train_crop_size,
-                val_crop_size=augment.val_crop_size)
+                eval_resize=augment.val_resize_size, train_crop_size=augment.train_crop_size)
 
 
 @dataclass(frozen=True)

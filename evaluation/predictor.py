@@ -23,7 +23,7 @@ import zoo
 from backends.base import Backend
 from datasets import pipeline, preprocessing
 from datasets.folders import read_label_map
-from run_config import AugmentConfig, RunConfig
+from run_config import AugmentConfig, RunConfig, with_values
 from runs.checkpoints import list_checkpoints, readable_or_previous
 from weights.checkpoint import checkpoint_num_classes, load_weights, resolve_checkpoint
 
@@ -32,6 +32,7 @@ __all__ = [
     "InferenceModel",
     "Prediction",
     "class_names",
+    "evaluation_config",
     "find_label_map",
     "format_predictions",
     "load_inference_model",
@@ -68,6 +69,25 @@ def preprocess_config(augment: AugmentConfig, recipe) -> preprocessing.Preproces
     """The evaluation transform of ``recipe`` with the run's augmentation settings (its resize, interpolation,
     crop sizes): exactly what evaluation feeds the network."""
     return preprocessing.PreprocessConfig.from_recipe(recipe, **pipeline.preprocess_overrides(augment))
+
+
+def evaluation_config(config: RunConfig) -> RunConfig:
+    """The run's configuration as evaluation, prediction and export build their model and input.
+
+    ``--image_size`` is the training crop. With ``--val_crop_size`` set to another size (FixRes: torchvision's
+    newer recipes train at 176 and evaluate at 224) the evaluation model is built at that size and loads the
+    same weights (a convolutional network's weights do not depend on the input size); its input is the
+    central crop of that size after ``--val_resize_size`` (or the recipe's resize, scaled to it). Unchanged
+    when the two agree.
+
+    Raises:
+        ValueError: one line, if the model's weights fit one input size (ViT) and the two differ.
+    """
+    size, crop = config.model.image_size, config.augment.val_crop_size
+    if not crop or size is None or crop == size:
+        return config
+    zoo.get_recipe(config.model.name).check_eval_size(size, crop, model=config.model.name)
+    return with_values(config, {"image_size": crop, "train_crop_size": None})
 
 
 def find_label_map(explicit: Optional[str], checkpoint: str) -> Optional[str]:
@@ -124,8 +144,10 @@ def load_inference_model(config: RunConfig, backend: Optional[Backend] = None) -
     """Builds the run's model and restores ``--checkpoint_path`` (or the newest in the run's directory).
 
     The number of classes is the configuration's or the checkpoint's own classifier size; the input
-    size and evaluation transform are the configuration's (the run's own, for a run with a config.json).
+    size and evaluation transform are the configuration's (the run's own, for a run with a config.json), at
+    the evaluation crop (:func:`evaluation_config`).
     """
+    config = evaluation_config(config)
     checkpoint = checkpoint_for(config, backend)
     # An unreadable checkpoint (truncated, damaged): the newest readable one before it, the log says so;
     # one named with --checkpoint_path is refused instead, naming that one.

@@ -58,8 +58,15 @@ def make_backend(config: RunConfig) -> Backend:
 
 
 def model_recipe(config: RunConfig) -> ModelRecipe:
-    """The model's recipe at the run's input size (its evaluation resize scaled with it)."""
-    return zoo.get_recipe(config.model.name).scaled(config.model.image_size)
+    """The model's recipe at the run's input size (its evaluation resize scaled with it).
+
+    Raises:
+        ValueError: ``--val_crop_size`` differs from the input size and the model's weights fit one size (ViT).
+    """
+    recipe = zoo.get_recipe(config.model.name)
+    if config.augment.val_crop_size and config.model.image_size:
+        recipe.check_eval_size(config.model.image_size, config.augment.val_crop_size, model=config.model.name)
+    return recipe.scaled(config.model.image_size)
 
 
 def make_dataset(config: RunConfig, recipe: Optional[ModelRecipe] = None) -> ImageDataset:

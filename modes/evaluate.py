@@ -28,6 +28,7 @@ from evaluation.evaluator import (
     log_raw,
     readable_num_classes,
 )
+from evaluation.predictor import evaluation_config
 from modes import assemble
 from modes.train import train
 from run_config import Resolved, RunConfig
@@ -59,6 +60,9 @@ class _EvalSetup:
 
 
 def _setup(config: RunConfig, backend: Backend, dataset=None, num_classes: Optional[int] = None) -> _EvalSetup:
+    evaluated = evaluation_config(config)  # FixRes: the model and its input at --val_crop_size
+    if evaluated is not config:
+        config, dataset = evaluated, None  # a training run's dataset is built at the training crop
     recipe = assemble.model_recipe(config)
     if dataset is None:
         dataset = assemble.make_dataset(config, recipe)
@@ -153,6 +157,26 @@ def evaluate(run: Resolved, backend: Backend, checkpoints: Optional[List[str]] =
     return report.results
 
 
+def _model_at(setup: _EvalSetup, model, config: RunConfig, backend: Backend, num_classes: int):
+    """The model evaluation runs: the training model itself, or (FixRes: ``--val_crop_size`` differs from the
+    training crop) the same network built at the evaluation size, which :func:`_copy_weights` fills."""
+    if evaluation_config(config) is config:
+        return model
+    with backend.scope():
+        return zoo.create_model(config.model.name, recipe=setup.recipe, num_classes=num_classes)
+
+
+def _copy_weights(model, eval_model) -> None:
+    """Assigns the training model's weights to the evaluation model built at another input size (FixRes)."""
+    if eval_model is model:
+        return
+    if [tuple(w.shape) for w in model.weights] != [tuple(w.shape) for w in eval_model.weights]:
+        raise ValueError(f"{model.name}: the evaluation model at another input size has other weights than the "
+                         "trained one; evaluate at the training size (leave --val_crop_size out).")
+    for source, target in zip(model.weights, eval_model.weights):
+        target.assign(source)
+
+
 def train_and_evaluate(run: Resolved, backend: Backend):
     """Trains, evaluating every ``--epochs_between_evals`` epochs and at the end."""
     config = run.config
@@ -162,7 +186,8 @@ def train_and_evaluate(run: Resolved, backend: Backend):
         train_config = config
         setup = _setup(run.config, backend, dataset=dataset, num_classes=train_config.num_classes)
         setup.global_batch, setup.num_train = train_config.global_batch, train_config.num_train_examples
-        evaluator = Evaluator(zoo.inference_model(model), backend, num_classes=train_config.num_classes,
+        eval_model = _model_at(setup, model, run.config, backend, train_config.num_classes)
+        evaluator = Evaluator(zoo.inference_model(eval_model), backend, num_classes=train_config.num_classes,
                               label_smoothing=run.config.regularization.label_smoothing, preprocess=setup.preprocess)
         report = EvalReport(log, setup.val_size, bad_data.tracker_of(setup.dataset, "validation"),
                             _rank_sum(backend))
@@ -170,10 +195,12 @@ def train_and_evaluate(run: Resolved, backend: Backend):
         state["report"] = report
 
         def hook(step: int) -> None:
+            _copy_weights(model, eval_model)
             totals = evaluator.run(setup.dataset_fn)
             if ema is not None and ema.has_average:  # as torchvision: both, the table shows the average
                 log_raw(log, step, totals)
                 with ema.swapped_in():
+                    _copy_weights(model, eval_model)
                     totals = evaluator.run(setup.dataset_fn)
             prefix = os.path.join(ckpt_dir, f"model.ckpt-{step}")
             saved = os.path.exists(prefix + ".index")

@@ -221,7 +221,7 @@ def _log_ema_start(ema, latest: Optional[str], log: TrainLog) -> None:
     """Says where the weight average starts: the checkpoint's, or the restored weights when it has none."""
     if ema is None:
         return
-    log.info(f"--model_ema: decay {ema.decay:.6g} per update (adjusted), every {ema.every_steps} steps")
+    log.info(f"--model_ema: {ema.describe()}")
     if latest and not checkpoint_has_ema(latest):
         log.info(f"--model_ema: {latest} holds no weight average (written without --model_ema); the average "
                  "starts from the restored weights at the next update, evaluation uses the raw weights until then.")

@@ -85,8 +85,9 @@ class ModelConfig:
     name: str = setting("alexnet", "Registered model name (see --list).", flag="model", role="meaning")
     num_classes: Optional[int] = setting(None, "Number of classes (default: the dataset's own; 1000 for ImageNet).",
                                          minimum=1, role="meaning")
-    image_size: Optional[int] = setting(None, "Input size of the model, in pixels (default: the model recipe's; "
-                                        "--train_crop_size sets it when given alone).", minimum=1, role="meaning")
+    image_size: Optional[int] = setting(None, "Input size of the model in training, in pixels: the training crop "
+                                        "(default: the model recipe's; --train_crop_size sets it).", minimum=1,
+                                        role="meaning")
     initializer: Optional[str] = setting(None, "Weight initialisation of models that offer a choice (alexnet: "
                                          "he_uniform, xavier or torchvision; see --list). Default: the model's own.",
                                          role="meaning", aliases=("version",))
@@ -173,9 +174,12 @@ class DataConfig:
 class AugmentConfig:
     """What enters the network: training augmentation and the evaluation transform."""
 
-    train_crop_size: Optional[int] = setting(None, "Training crop size (torchvision's --train-crop-size); sets "
-                                             "--image_size when that is not given.", minimum=1, role="meaning")
-    val_crop_size: Optional[int] = setting(None, "Evaluation crop size; like --train_crop_size.", minimum=1,
+    train_crop_size: Optional[int] = setting(None, "Training crop size (torchvision's --train-crop-size): the "
+                                             "--image_size the model trains at; the higher layer of the two wins.",
+                                             minimum=1, role="meaning")
+    val_crop_size: Optional[int] = setting(None, "Evaluation crop size (torchvision's --val-crop-size; default: "
+                                           "--image_size). Another size than the training crop (FixRes) builds the "
+                                           "evaluation model at it with the same weights (not for ViT).", minimum=1,
                                            role="meaning")
     val_resize_size: Optional[int] = setting(None, "Evaluation resize before the central crop (default: the "
                                              "model's, scaled with --image_size).", minimum=1, role="meaning")
@@ -201,6 +205,11 @@ class AugmentConfig:
                                  role="resume")
     cutmix_alpha: float = setting(0.0, "Batch-level cutmix, Beta(alpha, alpha) box areas; with --mixup_alpha each "
                                   "batch uses one of the two (0: off).", minimum=0.0, role="resume")
+    ra_sampler: bool = setting(False, "Repeated augmentation (torchvision's and DeiT's --ra-sampler): each training "
+                               "image --ra_reps times per pass, the repeats on different replicas, differently "
+                               "augmented; the epoch length is unchanged.", role="resume")
+    ra_reps: int = setting(3, "--ra_sampler: repetitions of each image (torchvision's --ra-reps).", minimum=1,
+                           role="resume")
 
 
 @dataclass(frozen=True)
@@ -281,11 +290,20 @@ class RegularizationConfig:
                                      role="resume")
     model_ema: bool = setting(False, "Keep an exponential moving average of the weights; evaluation and export "
                               "use it, checkpoints save it.", role="meaning")
-    model_ema_decay: float = setting(0.99998, "--model_ema: decay per update before torchvision's adjustment "
-                                     "1 - min(1, (1 - decay) x global_batch x model_ema_steps / max_epochs).",
+    model_ema_decay: float = setting(0.99998, "--model_ema: decay per update; --model_ema_adjust (the default) "
+                                     "turns it into torchvision's 1 - min(1, (1 - decay) x global_batch x "
+                                     "model_ema_steps / max_epochs).",
                                      minimum=0.0, maximum=1.0, role="resume")
     model_ema_steps: int = setting(32, "--model_ema: update the average every this many steps.", minimum=1,
                                    role="resume")
+    model_ema_adjust: bool = setting(True, "--model_ema: adjust --model_ema_decay to the run as torchvision does "
+                                     "(see --model_ema_decay); false: use it as given (timm's ModelEma, TensorFlow's "
+                                     "ExponentialMovingAverage).", role="resume")
+    model_ema_warmup: str = setting("lr_warmup", "--model_ema: how the average starts. lr_warmup: every update during "
+                                    "the lr warm-up copies the weights (torchvision); none: the decay from the second "
+                                    "update on (timm); num_updates: decay min(decay, (1 + n) / (10 + n)) at step n "
+                                    "(TensorFlow's ExponentialMovingAverage with num_updates).",
+                                    choices=("lr_warmup", "none", "num_updates"), role="resume")
 
 
 @dataclass(frozen=True)

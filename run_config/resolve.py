@@ -199,30 +199,31 @@ def _check_fixed(fixed: Tuple[Layer, Sequence[str]], layers: List[Layer], values
 
 
 def _derive(config: RunConfig, where: Mapping[str, int]) -> Tuple[RunConfig, Dict[str, str]]:
-    """Settings that follow from others: the log name from the model, the input size from the crops.
+    """Settings that follow from others: the log name from the model, the training size from the crop.
 
-    ``where``: flag -> index of the layer that set it, so that a crop size set above the layer that gave
-    ``image_size`` (a recipe's input size) replaces it, and one set below it must agree with it.
+    ``image_size`` is the training crop: ``--train_crop_size`` (torchvision's name) and ``--image_size`` say the
+    same, and of the two the one from the higher layer wins (``where``: flag -> index of the layer that set it);
+    given in one layer they must agree. ``--val_crop_size`` may differ from it (FixRes: torchvision's newer
+    recipes train at 176 and evaluate at 224): evaluation builds the model at that size with the same weights
+    (:func:`evaluation.predictor.evaluation_config`).
     """
     changes: Dict[str, Any] = {}
     notes: Dict[str, str] = {}
     if config.logging.log_name is None:
         changes["log_name"] = f"{config.model.name}_training.log"
         notes["log_name"] = "derived: <model>_training.log"
-    aug = config.augment
-    crop = aug.train_crop_size or aug.val_crop_size
-    if aug.train_crop_size and aug.val_crop_size and aug.train_crop_size != aug.val_crop_size:
-        raise SettingError(f"--train_crop_size={aug.train_crop_size} and --val_crop_size={aug.val_crop_size} differ, "
-                           "but a model is built for one input size: use one crop size (and --val_resize_size for "
-                           "the evaluation resize).")
-    crop_flag = "train_crop_size" if aug.train_crop_size else "val_crop_size"
-    if crop:
-        if config.model.image_size is None or where.get("image_size", -1) < where.get(crop_flag, -1):
+    crop, size = config.augment.train_crop_size, config.model.image_size
+    if crop and crop != size:
+        crop_at, size_at = where.get("train_crop_size", -1), where.get("image_size", -1)
+        if size is None or size_at < crop_at:
             changes["image_size"] = crop
-            notes["image_size"] = f"derived: --{crop_flag}"
-        elif config.model.image_size != crop:
-            raise SettingError(f"--{crop_flag}={crop} differs from --image_size={config.model.image_size}, the model's "
-                               "input size; leave --image_size out (the crop size sets it) or make them equal.")
+            notes["image_size"] = "derived: --train_crop_size"
+        elif size_at > crop_at:
+            changes["train_crop_size"] = size
+            notes["train_crop_size"] = "derived: --image_size"
+        else:
+            raise SettingError(f"--train_crop_size={crop} differs from --image_size={size}, the training crop it "
+                               "names; give one of them (--val_crop_size sets the evaluation crop).")
     if changes:
         config = with_values(config, changes)
     return config, notes

@@ -65,6 +65,63 @@ def test_updates_follow_the_formula_interval_and_warmup():
     assert not np.allclose(model.weights[0].numpy(), reference[0])  # the raw weights are back
 
 
+def test_num_updates_is_tensorflows_exponential_moving_average():
+    """--model_ema_warmup=num_updates against TensorFlow's own ExponentialMovingAverage(decay, num_updates)."""
+    model = _model()
+    decay = 0.99  # the ramp (1 + n) / (10 + n) is below it for n < 890
+    ema = ModelEMA(model, decay, every_steps=1, num_updates=True)
+    steps_before = tf.Variable(0, dtype=tf.int64)
+    reference = tf.train.ExponentialMovingAverage(decay, num_updates=steps_before)
+    mirrors = [tf.Variable(w.numpy()) for w in model.weights]  # TensorFlow's class averages tf.Variables
+    rng = np.random.default_rng(2)
+    for step in range(1, 40):
+        _perturb(model, rng)
+        for mirror, w in zip(mirrors, model.weights):
+            mirror.assign(w.numpy())
+        steps_before.assign(step - 1)  # TensorFlow's global step when the average of this step is taken
+        reference.apply(mirrors)
+        ema.update(tf.constant(step, tf.int64))
+        np.testing.assert_allclose(float(ema.decay_at(tf.constant(step, tf.int64))),
+                                   min(decay, step / (9.0 + step)), rtol=1e-12)
+        for mirror, shadow in zip(mirrors, ema._shadows):
+            np.testing.assert_allclose(shadow.numpy(), reference.average(mirror).numpy(), rtol=1e-5, atol=1e-6)
+    assert float(ema.decay_at(tf.constant(5000, tf.int64))) == decay
+
+
+def test_settings_choose_torchvisions_timms_or_tensorflows_rule():
+    from run_config import RegularizationConfig
+    from training.ema import maybe_ema
+
+    model = _model()
+    run = dict(global_batch=768, max_epochs=450, warmup_steps=100)
+    tv = maybe_ema(RegularizationConfig(model_ema=True, model_ema_decay=0.9999, model_ema_steps=32), model, **run)
+    assert tv.decay == pytest.approx(adjusted_decay(0.9999, 768, 32, 450)) and tv.warmup_steps == 100
+    assert not tv.num_updates
+    timm = maybe_ema(RegularizationConfig(model_ema=True, model_ema_decay=0.9999, model_ema_steps=1,
+                                          model_ema_adjust=False, model_ema_warmup="none"), model, **run)
+    assert (timm.decay, timm.every_steps, timm.warmup_steps, timm.num_updates) == (0.9999, 1, 0, False)
+    tf_ema = maybe_ema(RegularizationConfig(model_ema=True, model_ema_decay=0.9999, model_ema_steps=1,
+                                            model_ema_adjust=False, model_ema_warmup="num_updates"), model, **run)
+    assert (tf_ema.decay, tf_ema.warmup_steps, tf_ema.num_updates) == (0.9999, 0, True)
+    assert "num_updates" in tf_ema.describe() and "lr warm-up (100 steps)" in tv.describe()
+    assert maybe_ema(RegularizationConfig(), model, **run) is None
+
+
+def test_without_warmup_resets_the_average_runs_on_from_the_first_copy():
+    """timm's rule: the lr warm-up does not reset the average (torchvision's does)."""
+    model = _model()
+    ema = ModelEMA(model, 0.5, every_steps=1, warmup_steps=0)
+    rng = np.random.default_rng(3)
+    reference = None
+    for step in range(1, 6):
+        _perturb(model, rng)
+        ema.update(tf.constant(step, tf.int64))
+        current = [w.numpy() for w in model.weights]
+        reference = current if reference is None else [0.5 * r + 0.5 * c for r, c in zip(reference, current)]
+    for shadow, r in zip(ema._shadows, reference):
+        np.testing.assert_allclose(shadow.numpy(), r, rtol=1e-5, atol=1e-6)
+
+
 def test_saved_and_restored_with_a_checkpoint(tmp_path):
     model = _model()
     ema = ModelEMA(model, 0.5, every_steps=1)

@@ -1,4 +1,4 @@
-"""Exponential moving average of the weights (``--model_ema``), with torchvision's semantics.
+"""Exponential moving average of the weights (``--model_ema``): torchvision's, timm's and TensorFlow's.
 
 torchvision's ``references/classification`` (``utils.ExponentialMovingAverage``, an ``AveragedModel``
 with ``use_buffers=True``) averages every floating-point tensor of the model's state, parameters and
@@ -14,6 +14,18 @@ Here the update runs in the trainer's compiled loop (:meth:`ModelEMA.update`, cr
 optimizer's iteration count after a step is a multiple of ``every_steps`` (torchvision counts the batch
 index within an epoch: its updates fall after batches 1, 33, 65 ... of each epoch; here after steps
 32, 64 ... of the run). The averages are checkpointed under ``ema/`` with the model and optimizer.
+
+The other references the zoo's recipes cite average the same way with another decay rule
+(``--model_ema_adjust``, ``--model_ema_warmup``):
+
+* timm's ``ModelEma`` (the EfficientNet-B0 recipe: ``--model-ema --model-ema-decay 0.9999``) updates every
+  step with the decay as given, no adjustment and no reset during the warm-up (``--nomodel_ema_adjust
+  --model_ema_warmup=none``). timm's average starts from the weights at its creation; here the first update
+  copies the weights of step 1, a difference that is ``decay ** n`` of the first step's change after n steps.
+* TensorFlow's ``tf.train.ExponentialMovingAverage(decay, num_updates=global_step)`` (TensorFlow's Inception
+  training code, ``MOVING_AVERAGE_DECAY = 0.9999``) uses ``min(decay, (1 + n) / (10 + n))`` at global step n
+  (``--nomodel_ema_adjust --model_ema_warmup=num_updates``; n counts the steps before this one, the first
+  update copies as TensorFlow 2's first ``apply`` does).
 """
 
 from __future__ import annotations
@@ -28,9 +40,10 @@ from keras_compat import variable_path
 from run_config import RegularizationConfig
 from runs.checkpoints import has_object
 
-__all__ = ["EMA_PREFIX", "ModelEMA", "adjusted_decay", "checkpoint_has_ema", "load_ema_weights"]
+__all__ = ["EMA_PREFIX", "WARMUPS", "ModelEMA", "adjusted_decay", "checkpoint_has_ema", "load_ema_weights", "maybe_ema"]
 
 EMA_PREFIX = "ema/"  # the checkpoint keys of the averages (``Checkpointer(ema=...)``)
+WARMUPS = ("lr_warmup", "none", "num_updates")  # --model_ema_warmup
 
 
 def adjusted_decay(decay: float, global_batch: int, every_steps: int, epochs: float) -> float:
@@ -80,9 +93,12 @@ class ModelEMA(tf.Module):
         decay: the decay of one update (already adjusted, see :func:`adjusted_decay`).
         every_steps: update when the optimizer's iteration count is a multiple of this.
         warmup_steps: updates at steps <= this copy the weights (torchvision: during the lr warm-up).
+        num_updates: TensorFlow's ramp: the update after step ``s`` uses ``min(decay, (s) / (9 + s))``, i.e.
+            ``(1 + n) / (10 + n)`` with ``n = s - 1`` steps before it.
     """
 
-    def __init__(self, model, decay: float, every_steps: int = 32, warmup_steps: int = 0) -> None:
+    def __init__(self, model, decay: float, every_steps: int = 32, warmup_steps: int = 0,
+                 num_updates: bool = False) -> None:
         super().__init__(name="model_ema")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"--model_ema_decay must be in [0, 1], got {decay}")
@@ -91,6 +107,7 @@ class ModelEMA(tf.Module):
         self.decay = float(decay)
         self.every_steps = int(every_steps)
         self.warmup_steps = int(warmup_steps)
+        self.num_updates = bool(num_updates)
         named = _averaged_weights(model)
         self._weights = [w for _, w in named]
         self.averages, self._shadows = _make_averages(named)
@@ -100,11 +117,21 @@ class ModelEMA(tf.Module):
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
         self.last_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="last_step")
 
+    def decay_at(self, step):
+        """The decay of the update after optimizer step ``step`` (int64 tensor): float64 scalar."""
+        decay = tf.constant(self.decay, tf.float64)
+        if not self.num_updates:
+            return decay
+        n = tf.cast(step - 1, tf.float64)  # steps before this one: TensorFlow's num_updates
+        return tf.minimum(decay, (1.0 + n) / (10.0 + n))
+
     def _update(self, step):
         copy = tf.equal(self.n_averaged, 0)
+        decay64 = self.decay_at(step)
         for w, shadow in zip(self._weights, self._shadows):
             value = tf.cast(tf.convert_to_tensor(w), shadow.dtype)
-            shadow.assign(tf.where(copy, value, self.decay * shadow + (1.0 - self.decay) * value))
+            decay = tf.cast(decay64, shadow.dtype)
+            shadow.assign(tf.where(copy, value, decay * shadow + (1.0 - decay) * value))
         in_warmup = step <= self.warmup_steps
         self.n_averaged.assign(tf.where(in_warmup, tf.zeros_like(step), self.n_averaged + 1))
         self.updates.assign_add(1)
@@ -119,6 +146,13 @@ class ModelEMA(tf.Module):
         step = tf.cast(step, tf.int64)
         due = tf.logical_and(tf.equal(step % self.every_steps, 0), tf.not_equal(step, self.last_step))
         return tf.cond(due, lambda: self._update(step), lambda: tf.constant(False))
+
+    def describe(self) -> str:
+        """One line for the log: the decay, how often, and how the average starts."""
+        start = (f"copies the weights during the lr warm-up ({self.warmup_steps} steps)" if self.warmup_steps
+                 else "decay min(decay, (1 + n) / (10 + n)) at step n (TensorFlow's num_updates)" if self.num_updates
+                 else "copies the weights at the first update only")
+        return f"decay {self.decay:.8g} per update, every {self.every_steps} steps; the average {start}"
 
     @property
     def has_average(self) -> bool:
@@ -187,8 +221,23 @@ def load_ema_weights(model, path: str) -> int:
 def maybe_ema(config: RegularizationConfig, model, *, global_batch: int, max_epochs: float,
               warmup_steps: int) -> Optional[ModelEMA]:
     """The run's :class:`ModelEMA` from its ``model_ema*`` settings (None when off); call inside the strategy
-    scope."""
+    scope.
+
+    Args:
+        config: ``--model_ema``, its decay, interval, ``--model_ema_adjust`` (torchvision's adjustment of the
+            decay to the run) and ``--model_ema_warmup`` (``lr_warmup``: copies during the lr warm-up,
+            torchvision; ``none``: timm; ``num_updates``: TensorFlow's ramp).
+        model: the model being trained.
+        global_batch, max_epochs: the run's, for the adjustment.
+        warmup_steps: the lr warm-up's length in steps.
+    """
     if not config.model_ema:
         return None
-    decay = adjusted_decay(config.model_ema_decay, global_batch, config.model_ema_steps, max_epochs)
-    return ModelEMA(model, decay, every_steps=config.model_ema_steps, warmup_steps=warmup_steps)
+    if config.model_ema_warmup not in WARMUPS:
+        raise ValueError(f"--model_ema_warmup must be one of {', '.join(WARMUPS)}, got {config.model_ema_warmup!r}")
+    decay = config.model_ema_decay
+    if config.model_ema_adjust:
+        decay = adjusted_decay(decay, global_batch, config.model_ema_steps, max_epochs)
+    return ModelEMA(model, decay, every_steps=config.model_ema_steps,
+                    warmup_steps=warmup_steps if config.model_ema_warmup == "lr_warmup" else 0,
+                    num_updates=config.model_ema_warmup == "num_updates")

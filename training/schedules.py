@@ -197,7 +197,10 @@ def exponential(s: WarmupDecaySchedule, step, clock):
         offset_steps = float(s.warmup_steps) if s.decay_after_warmup else 0.0
         count = tf.floor(tf.maximum(step - offset_steps, 0.0) / float(s.decay_steps))
     else:
-        count = tf.floor(tf.maximum(clock, 0.0) / s.decay_epochs)
+        # A quotient within 1e-5 of an integer counts as that integer: an epoch that is a multiple of a decimal
+        # decay_epochs (timm's --decay-epochs 2.4: epoch 36) decays there, as in float64, not one epoch later
+        # because float32's 2.4 is slightly above it.
+        count = tf.floor(tf.maximum(clock, 0.0) / s.decay_epochs + 1e-5)
     return s.lr * tf.pow(s.decay_factor, count)
 
 

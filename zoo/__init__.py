@@ -65,12 +65,13 @@ def get_recipe(name: str) -> ModelRecipe:
 
 def recipe_settings(name: str) -> Dict[str, Any]:
     """The settings model ``name``'s recipe gives a run: its training settings (flag name -> value), the
-    global batch its ``lr`` is stated for, and its input size. Empty for a model registered without a
+    global batch its ``lr`` is stated for, and its training input size (the recipe's ``train_crop_size`` where
+    it trains smaller than it evaluates, FixRes, else its input size). Empty for a model registered without a
     recipe of its own (a plugin): such a run trains with the configuration's generic defaults."""
     recipe = MODELS.metadata(name).get("recipe")
     if recipe is None:
         return {}
-    settings: Dict[str, Any] = {"image_size": recipe.input_size}
+    settings: Dict[str, Any] = {"image_size": recipe.hparams.get("train_crop_size", recipe.input_size)}
     settings.update(recipe.hparams)
     if "lr" in recipe.hparams:
         settings["lr_reference_batch"] = recipe.lr_reference_batch

@@ -33,10 +33,15 @@ class ModelRecipe:
     """Input conventions and reference hyper-parameters of a model.
 
     Attributes:
-        input_size: training and evaluation crop size in pixels (square).
+        input_size: the size the network is built for, in pixels (square): the evaluation crop of the reference
+            weights, and the training crop unless ``hparams`` sets ``train_crop_size`` (FixRes: torchvision's
+            newer recipes train at 176 and evaluate at 224).
         min_input_size: smallest input the network accepts; enforced when the model is built.
         size_multiple: input sizes must be multiples of this (ViT's patch size: torchvision's network
             refuses other sizes); enforced when the model is built.
+        size_agnostic: the trained weights fit any input size (convolutional networks), so evaluation may build
+            the model at another size than training did (``--val_crop_size``, FixRes); False for ViT, whose
+            position embedding has one entry per patch of the training size.
         eval_resize: resize before the central crop at evaluation.
         interpolation: resize filter of the reference preprocessing, ``bilinear`` or ``bicubic``.
         mean: per-channel mean in ``channel_order``, on the scale ``value_scale`` (0..1 by default).
@@ -49,7 +54,9 @@ class ModelRecipe:
         reference_top5: published top-5 accuracy (percent), if any.
         reference: where the reference accuracy and training settings come from: the weights and the
             recipe that trained them (e.g. torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` and its
-            references/classification command).
+            references/classification command). ``tests/test_recipes.py`` compares ``hparams`` with it.
+        reference_weights: the published weights (or run) that ``reference_top1`` / ``reference_top5`` belong to,
+            short: ``ResNet50_Weights.IMAGENET1K_V1`` (torchvision's), or the Ascend README's 8-NPU run.
         weights_url: where the reference weights are published (torchvision's ``IMAGENET1K_V1`` file, its
             SHA-256 prefix in the name), for ``--pretrained=torchvision``; None: none published.
         hparams: the reference recipe's training settings, flag name -> value. They become the
@@ -68,6 +75,7 @@ class ModelRecipe:
     input_size: int = 224
     min_input_size: int = 32
     size_multiple: int = 1
+    size_agnostic: bool = True
     eval_resize: int = 256
     interpolation: str = "bilinear"
     mean: Tuple[float, float, float] = IMAGENET_MEAN
@@ -78,6 +86,7 @@ class ModelRecipe:
     reference_top1: Optional[float] = None
     reference_top5: Optional[float] = None
     reference: str = ""
+    reference_weights: str = ""
     weights_url: Optional[str] = None
     hparams: Dict[str, Any] = field(default_factory=dict)
     lr_reference_batch: Optional[int] = None
@@ -112,6 +121,17 @@ class ModelRecipe:
             raise ValueError(
                 f"{model} needs an input size that is a multiple of {self.size_multiple}, "
                 f"got --image_size={image_size}; use --image_size={image_size - image_size % self.size_multiple}."
+            )
+
+    def check_eval_size(self, train_size: int, eval_size: int, model: str = "this model") -> None:
+        """Raises ValueError (one line, naming the flags) if the model cannot be evaluated at ``eval_size`` with
+        weights trained at ``train_size``: its weights fit one size (``size_agnostic`` False) and the sizes differ.
+        """
+        if eval_size != train_size and not self.size_agnostic:
+            raise ValueError(
+                f"{model} evaluates at the size it trained at (its weights fit one input size), but "
+                f"--val_crop_size={eval_size} differs from the training crop {train_size} (--image_size / "
+                f"--train_crop_size); leave --val_crop_size out or make them equal."
             )
 
     def as_dict(self) -> Dict[str, Any]:
