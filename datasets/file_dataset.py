@@ -38,6 +38,7 @@ class FileDataset(ImageDataset):
     default_random_flip: bool = True
     label_offset: int = 0
     ra_reps: int = 1  # repeated augmentation (datasets/repeated.py): --ra_sampler's --ra_reps, set by from_config
+    positioned: bool = False  # records() takes ``start``: the training stream from any record (datasets/pipeline.py)
 
     def __init__(self, *, options: Optional[PipelineOptions] = None,
                  preprocess: Optional[Dict[str, Any]] = None,
@@ -68,7 +69,11 @@ class FileDataset(ImageDataset):
     @abc.abstractmethod
     def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
                 seed: Optional[int]) -> tf.data.Dataset:
-        """This pipeline's encoded images with labels; shuffled and repeated when training."""
+        """This pipeline's encoded images with labels; shuffled and repeated when training.
+
+        A reader that sets ``positioned`` also takes ``start``: the training stream from that record on,
+        exactly as an uninterrupted stream goes on from there (:func:`datasets.pipeline.epochs_from`).
+        """
 
     def parse(self, record: Any) -> Dict[str, tf.Tensor]:
         """One record of :meth:`records` as ``{"encoded", "label"[, "bboxes"]}`` (default: as it is)."""
@@ -88,25 +93,34 @@ class FileDataset(ImageDataset):
 
     def input_fn(self, split: str, *, training: bool, batch_size: int,
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 normalize: bool = True) -> tf.data.Dataset:
+                 normalize: bool = True, start: int = 0) -> tf.data.Dataset:
         """Batches of ``(images, labels)``; see :meth:`datasets.base.ImageDataset.input_fn`.
 
         Args:
             normalize: float32 normalised images (default); False yields uint8 images, 4x fewer
                 bytes to move to an accelerator, to be normalised there with :meth:`normalize`.
+            start: training: records of this pipeline's stream already consumed (a resumed run's step
+                times the records a step takes from this pipeline). A reader whose :meth:`records` takes
+                a position (``positioned``) starts there; any other stream skips that many records (read
+                again, not decoded). The augmentation seeds go on from there either way.
         """
         pipeline.check_split(split)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         seed = self.pipeline_seed(input_context)
+        start = int(start) if training else 0
+        positioned = self.positioned and not (training and self.ra_reps > 1)
         if training and self.ra_reps > 1:  # hook: repeated augmentation (datasets/repeated.py)
             records = repeated.records(self, split, input_context=input_context, batch_size=batch_size, seed=seed)
         else:
-            records = self.records(split, training=training, input_context=input_context, seed=seed)
+            records = self.records(split, training=training, input_context=input_context, seed=seed,
+                                   **({"start": start} if start and positioned else {}))
+        if start and not positioned:
+            records = records.skip(start)  # no position of its own: read up to it again
         return pipeline.batches(
             records, training=training, batch_size=batch_size, config=self.preprocess_config,
             num_classes=self.num_classes, options=self.options, seed=seed, normalize=normalize,
-            label_offset=self.label_offset, parse=self.parse, tracker=self.bad_data(split),
+            label_offset=self.label_offset, parse=self.parse, tracker=self.bad_data(split), start=start,
         )
 
     def normalize(self, images: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:

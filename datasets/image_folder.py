@@ -86,15 +86,35 @@ class ImageFolderDataset(FileDataset):
     def num_examples(self, split: str) -> int:
         return len(self.split(split))
 
+    positioned = True  # records() starts the training stream at any record (datasets/pipeline.py)
+
     def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
-                seed: Optional[int]) -> tf.data.Dataset:
+                seed: Optional[int], start: int = 0) -> tf.data.Dataset:
+        """This pipeline's ``{"name", "label"}`` records; training: endless epochs from record ``start`` on.
+
+        Training shuffles the pipeline's whole file list (file names are cheap), each epoch in an order drawn
+        from ``(seed, epoch)`` alone, so that a stream started at record ``start`` is the one an uninterrupted
+        run reads from there (epoch ``start // files``, file ``start % files`` of it).
+        """
         found = self.split(split)
-        ds = tf.data.Dataset.from_tensor_slices((found.files, tf.constant(found.labels, tf.int32)))
+        files, labels = list(found.files), list(found.labels)
         if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            step, first = input_context.num_input_pipelines, input_context.input_pipeline_id
+            files, labels = files[first::step], labels[first::step]  # Dataset.shard's share
+        files_t, labels_t = tf.constant(files, tf.string), tf.constant(labels, tf.int32)
         if training:
-            # Shuffling file names is cheap, so the whole list is shuffled, anew each epoch.
-            ds = ds.shuffle(len(found), seed=seed, reshuffle_each_iteration=True).repeat()
+            if not files:
+                raise ValueError(f"{found.directory}: {len(found)} training images for "
+                                 f"{input_context.num_input_pipelines} input pipelines; each needs one at least.")
+            base = pipeline.base_seed(seed)
+
+            def epoch(number: tf.Tensor, skip: tf.Tensor) -> tf.data.Dataset:
+                order = pipeline.epoch_permutation(len(files), base, number)[skip:]
+                return tf.data.Dataset.from_tensor_slices((tf.gather(files_t, order), tf.gather(labels_t, order)))
+
+            ds = pipeline.epochs_from(epoch, epoch_size=len(files), start=start)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((files_t, labels_t))
         # Files are read in the decode map (:meth:`parse`), where a file that cannot be read is
         # skipped and named like one that does not decode.
         return ds.map(lambda path, label: {"name": path, "label": label})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
@@ -10,9 +11,10 @@ from absl import logging
 
 from datasets import pipeline, tfrecord_format
 from datasets.file_dataset import FileDataset
+from datasets.record_scan import FRAMING_BYTES
 from run_config import RunConfig
 
-__all__ = ["IMAGENET_EXAMPLES", "ImageNetDataset"]
+__all__ = ["IMAGENET_EXAMPLES", "ImageNetDataset", "count_records"]
 
 
 # The standard ImageNet-1k conversion: 1024 training shards, 128 validation shards.
@@ -55,6 +57,7 @@ class ImageNetDataset(FileDataset):
         self._files: Dict[str, List[str]] = {}
         self._sizes: Dict[str, int] = {}
         self._counts: Dict[str, int] = {}
+        self._record_counts: Dict[str, int] = {}  # per shard, for a resumed stream's position
 
     @classmethod
     def extra_kwargs(cls, config: RunConfig) -> Dict[str, Any]:
@@ -99,31 +102,86 @@ class ImageNetDataset(FileDataset):
         self._counts[split] = count
         return count
 
+    positioned = True  # records() starts the training stream at any record (datasets/pipeline.py)
+
     def records(self, split: str, *, training: bool, input_context: Optional[tf.distribute.InputContext],
-                seed: Optional[int]) -> tf.data.Dataset:
+                seed: Optional[int], start: int = 0) -> tf.data.Dataset:
+        """This pipeline's serialized records; training: endless epochs from record ``start`` on.
+
+        An epoch reads the pipeline's shards in an order drawn from ``(seed, epoch)``, interleaved, and
+        shuffles the records in blocks of ``--shuffle_buffer`` (each block in an order drawn from ``(seed,
+        epoch, block)``); so epoch ``e`` is the same records in the same order (with ``--deterministic``:
+        parallel reads may otherwise swap neighbours) whenever it is read. A stream started at ``start``
+        reads epoch ``start // epoch_size`` and skips its first ``start % epoch_size`` records: they are read
+        again but not decoded (docs/failures.md states the cost); the epoch's size comes from the shards'
+        record headers.
+        """
         shard = pipeline.file_shard(self.files(split), input_context)
         by_example = shard.num_shards > 1
         tracker = self.bad_data(split)
-        files = tf.data.Dataset.from_tensor_slices(
-            (shard.files, tf.constant([self._sizes[f] for f in shard.files], tf.int64)))
-        if training:
-            # Every pipeline must see the same file order when it keeps every n-th example.
-            file_seed = (self.seed or 0) if by_example else seed
-            files = files.shuffle(len(shard.files), seed=file_seed, reshuffle_each_iteration=True).repeat()
-        ds = files.interleave(
-            lambda path, size: tracker.read_shard(path, size, buffer_size=_READ_BUFFER),
-            cycle_length=min(len(shard.files), _CYCLE_LENGTH), block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.options.deterministic or by_example,
-        )
-        if by_example:
-            ds = ds.shard(shard.num_shards, shard.index)
-        if training:
-            ds = ds.shuffle(self.options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        paths = tf.constant(shard.files, tf.string)
+        sizes = tf.constant([self._sizes[f] for f in shard.files], tf.int64)
+        deterministic = self.options.deterministic or by_example
+        # Every pipeline must see the same file order when it keeps every n-th example.
+        file_seed = pipeline.base_seed((self.seed or 0) if by_example else seed)
+        record_seed = pipeline.base_seed(seed)
+
+        def read(files: tf.data.Dataset) -> tf.data.Dataset:
+            ds = files.interleave(
+                lambda path, size: tracker.read_shard(path, size, buffer_size=_READ_BUFFER),
+                cycle_length=min(len(shard.files), _CYCLE_LENGTH), block_length=1,
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
+            )
+            return ds.shard(shard.num_shards, shard.index) if by_example else ds
+
+        if not training:
+            return read(tf.data.Dataset.from_tensor_slices((paths, sizes)))
+
+        def epoch(number: tf.Tensor, skip: tf.Tensor) -> tf.data.Dataset:
+            order = pipeline.epoch_permutation(len(shard.files), file_seed, number)
+            ds = read(tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(sizes, order))))
+            return pipeline.block_shuffle(ds, self.options.shuffle_buffer, record_seed, number, skip=skip)
+
+        epoch_size = self._epoch_size(shard) if start else 1
         # Parsed in the decode map (:meth:`parse`), where a record that does not parse is skipped and named.
-        return ds
+        return pipeline.epochs_from(epoch, epoch_size=epoch_size, start=start)
+
+    def _epoch_size(self, shard: pipeline.Shard) -> int:
+        """Records one epoch of this pipeline reads: its shards' records (every n-th of them, by example)."""
+        total = sum(self._records_in(f) for f in shard.files)
+        if shard.num_shards > 1:
+            return (total - shard.index + shard.num_shards - 1) // shard.num_shards
+        return total
+
+    def _records_in(self, path: str) -> int:
+        """Records of one shard from their length headers (one small read per record, no payload read)."""
+        if path not in self._record_counts:
+            self._record_counts[path] = count_records(path, self._sizes[path])
+        return self._record_counts[path]
 
     def parse(self, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return tfrecord_format.parse_record(record["serialized"])
+
+
+def count_records(path: str, size: int) -> int:
+    """The records of a TFRecord shard of ``size`` bytes, from their length headers alone.
+
+    Counts what ``TFRecordDataset`` yields from an intact shard; a record cut by the end of the file is not
+    counted (the reader stops there too). A damaged record in the middle (which ends the reader's shard) is
+    counted: the position of a resumed stream is then off by the records after it.
+    """
+    count, offset = 0, 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset + FRAMING_BYTES <= size:
+            f.seek(offset)
+            header = f.read(8)
+            if len(header) < 8:
+                break
+            offset += struct.unpack("<Q", header)[0] + FRAMING_BYTES
+            if offset > size:
+                break
+            count += 1
+    return count
 
 
 def _check_readable(files: List[str]) -> Dict[str, int]:

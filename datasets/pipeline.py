@@ -7,6 +7,7 @@ prefetching), so TFRecords and image folders share one fast path.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -17,7 +18,8 @@ from datasets.bad_data import BadDataTracker
 from datasets.preprocessing import PreprocessConfig
 from run_config import AugmentConfig, DataConfig
 
-__all__ = ["PipelineOptions", "Shard", "batches", "file_shard", "options_from_config", "preprocess_overrides"]
+__all__ = ["PipelineOptions", "Shard", "base_seed", "batches", "block_shuffle", "epoch_permutation", "epochs_from",
+           "file_shard", "options_from_config", "position_seeds", "preprocess_overrides"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -99,9 +101,92 @@ def apply_options(ds: tf.data.Dataset, options: PipelineOptions) -> tf.data.Data
     return ds.with_options(opts)
 
 
-def _seeds(seed: Optional[int]) -> tf.data.Dataset:
-    """An endless dataset of int64 [2] seeds, one per image."""
-    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+# -- the training stream's position ---------------------------------------------------------------------
+#
+# A resumed run continues the data stream where the checkpoint's step left it (docs/failures.md, "Resume
+# continues the data stream"): the training stream of a pipeline is a sequence of epochs, each an order of
+# the pipeline's records drawn from (seed, epoch) alone, and every image's augmentation seed is drawn from
+# (seed, its position in the stream) alone. A pipeline that has consumed ``start`` records therefore starts
+# at epoch ``start // epoch_size``, record ``start % epoch_size`` of it, with the seeds of positions
+# ``start, start + 1, ...``: what an uninterrupted run reads from there on.
+
+_SEED_KEY = 0x5EED  # the second word of the seed pair every stream seed is folded from
+
+
+def base_seed(seed: Optional[int]) -> int:
+    """``seed``, or a random one (a run without ``--seed`` has a new stream each time it starts)."""
+    return int(seed) if seed is not None else random.SystemRandom().getrandbits(62)
+
+
+def _stream_key(seed: int, stream: int) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, _SEED_KEY], tf.int64), stream)
+
+
+def position_seeds(seed: int, stream: int, start: int = 0) -> tf.data.Dataset:
+    """An endless dataset of int64 [2] stateless seeds for positions ``start, start + 1, ...``.
+
+    The seed of position ``i`` depends on ``seed``, ``stream`` (which sequence: images, batches) and ``i``
+    only, so a stream started at ``start`` goes on exactly as one started at 0 does from there.
+    """
+    key = _stream_key(seed, stream)
+    return tf.data.Dataset.counter(start).map(lambda i: tf.random.experimental.stateless_fold_in(key, i))
+
+
+def epoch_permutation(count: int, seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """A permutation of ``range(count)`` drawn from ``(seed, epoch)`` alone."""
+    return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=(
+        tf.random.experimental.stateless_fold_in(_stream_key(seed, _EPOCH_STREAM), tf.cast(epoch, tf.int64))))
+
+
+def block_shuffle(ds: tf.data.Dataset, block: int, seed: int, epoch: tf.Tensor,
+                  skip: Optional[tf.Tensor] = None) -> tf.data.Dataset:
+    """``ds`` (finite: one epoch) with each run of ``block`` consecutive elements in an order of its own.
+
+    The order of block ``b`` is drawn from ``(seed, epoch, b)`` alone (``tf.data``'s shuffle takes its
+    seed through a Python comparison that fails for a seed computed in the graph under a global seed of
+    0). Memory: one block of elements, as a shuffle buffer of that size.
+
+    Args:
+        skip: leave out the first ``skip`` elements of the result (a resumed stream): whole blocks are
+            left out before they are batched and permuted; their elements are still read.
+    """
+    key = _stream_key(seed, _BLOCK_STREAM)
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(epoch, tf.int64))
+    skip = tf.constant(0, tf.int64) if skip is None else tf.cast(skip, tf.int64)
+    whole = skip // block
+
+    def permute(index, elements):
+        count = tf.shape(tf.nest.flatten(elements)[0], out_type=tf.int64)[0]
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.random.experimental.stateless_fold_in(key, index))
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
+
+    permuted = ds.skip(whole * block).batch(block).enumerate(start=whole).map(permute).unbatch()
+    return permuted.skip(skip - whole * block)
+
+
+def epochs_from(make_epoch: Callable[[tf.Tensor, tf.Tensor], tf.data.Dataset], *, epoch_size: int,
+                start: int = 0) -> tf.data.Dataset:
+    """The endless stream of epochs ``make_epoch(epoch, skip)`` from record ``start`` on.
+
+    Args:
+        make_epoch: builds epoch ``epoch`` (an int64 tensor) without its first ``skip`` records (an int64
+            tensor, 0 but for the first epoch); the same epoch every time for the same arguments.
+        epoch_size: records per epoch of this pipeline.
+        start: records of the stream already consumed.
+    """
+    first, offset = divmod(int(start), max(int(epoch_size), 1))
+    head = make_epoch(tf.constant(first, tf.int64), tf.constant(offset, tf.int64))
+    return head.concatenate(tf.data.Dataset.counter(first + 1).flat_map(
+        lambda epoch: make_epoch(epoch, tf.constant(0, tf.int64))))
+
+
+_IMAGE_STREAM, _BATCH_STREAM, _EPOCH_STREAM, _BLOCK_STREAM = 1, 2, 3, 4
+
+
+def _seeds(seed: Optional[int], start: int = 0) -> tf.data.Dataset:
+    """An endless dataset of int64 [2] seeds, one per image, from image ``start`` of the stream on."""
+    return position_seeds(base_seed(seed), _IMAGE_STREAM, start)
 
 
 def _check_label(label: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -128,6 +213,7 @@ def batches(
     label_offset: int = 0,
     parse: Optional[Callable[[Any], Any]] = None,
     tracker: Optional[BadDataTracker] = None,
+    start: int = 0,
 ) -> tf.data.Dataset:
     """Preprocesses and batches a dataset of records.
 
@@ -148,6 +234,9 @@ def batches(
             in the decode map, so that a failure there counts as an unreadable image.
         tracker: skips, counts and names the records that do not parse or decode (and stops at its
             limit); None lets any failure end the pipeline.
+        start: training: the position of ``records``' first record in this pipeline's stream (a resumed
+            run's: its step times the records a step takes from this pipeline); the augmentation seeds
+            (per image, and per batch for mixup/cutmix) continue from there.
 
     Returns:
         A dataset of ``(images, labels)`` batches; with mixup or cutmix on, training labels are
@@ -161,7 +250,7 @@ def batches(
             image = preprocessing.train_image(record["encoded"], image_seed, config, record.get("bboxes"))
             return image, record["label"]
 
-        ds = _decode(tf.data.Dataset.zip((records, _seeds(seed))), train_map, tracker, finite=False,
+        ds = _decode(tf.data.Dataset.zip((records, _seeds(seed, start))), train_map, tracker, finite=False,
                      name_of=lambda record, image_seed: record.get("name"))
     else:
         def eval_map(record):
@@ -175,7 +264,7 @@ def batches(
     ds = ds.map(lambda images, labels: (images, _check_label(tf.cast(labels, tf.int32) - label_offset,
                                                              num_classes)))
     if training and config.mixes_batches:
-        ds = mix_batches(ds, config, num_classes, seed)
+        ds = mix_batches(ds, config, num_classes, seed, start=start // batch_size)
     if normalize:
         ds = ds.map(lambda images, labels: (preprocessing.normalize_for(images, config), labels),
                     num_parallel_calls=AUTOTUNE)
@@ -191,8 +280,9 @@ def _decode(ds: tf.data.Dataset, fn: Callable, tracker: Optional[BadDataTracker]
 
 
 def mix_batches(ds: tf.data.Dataset, config: PreprocessConfig, num_classes: int,
-                seed: Optional[int]) -> tf.data.Dataset:
-    """Mixup/cutmix of every batch (labels become float [batch, num_classes]), one stateless seed per batch."""
+                seed: Optional[int], start: int = 0) -> tf.data.Dataset:
+    """Mixup/cutmix of every batch (labels become float [batch, num_classes]), one stateless seed per batch
+    (from batch ``start`` of the stream on)."""
     def mix(batch, batch_seed):
         images, labels = batch
         # A seed stream of its own: the per-image seeds come from the same generator.
@@ -200,7 +290,8 @@ def mix_batches(ds: tf.data.Dataset, config: PreprocessConfig, num_classes: int,
         return mixing.mix_batch(images, labels, batch_seed, num_classes=num_classes, mixup_alpha=config.mixup_alpha,
                                 cutmix_alpha=config.cutmix_alpha, p=config.mix_prob)
 
-    return tf.data.Dataset.zip((ds, _seeds(seed))).map(mix, num_parallel_calls=AUTOTUNE)
+    return tf.data.Dataset.zip((ds, position_seeds(base_seed(seed), _BATCH_STREAM, start))).map(
+        mix, num_parallel_calls=AUTOTUNE)
 
 
 def check_split(split: str, splits: Tuple[str, ...] = ("train", "validation")) -> str:

@@ -38,7 +38,8 @@ class SyntheticDataset(ImageDataset):
 
     def input_fn(self, split: str, *, training: bool, batch_size: int,
                  input_context: Optional[tf.distribute.InputContext] = None,
-                 normalize: bool = True) -> tf.data.Dataset:
+                 normalize: bool = True, start: int = 0) -> tf.data.Dataset:
+        """One fixed batch, repeated (``start`` changes nothing: every training batch is the same)."""
         size = self.recipe.input_size
         seed = 0 if self.seed is None else self.seed
         if input_context is not None:

@@ -18,6 +18,7 @@ from absl import logging
 import zoo
 from backends.base import Backend
 from datasets import bad_data
+from datasets.base import training_input
 from keras_compat import create_optimizer_variables
 from modes import assemble
 from run_config import Resolved, effective_lr, persist, with_values
@@ -178,10 +179,11 @@ def _train(run: Resolved, backend: Backend, log_dir: str, ckpt_dir: str, *,
                       log=log, checkpointer=checkpointer, hooks=hooks, ema=ema,
                       preprocess=dataset.normalize if on_device else None)
 
-    def dataset_fn(ctx: Optional[tf.distribute.InputContext]) -> tf.data.Dataset:
+    def dataset_fn(ctx: Optional[tf.distribute.InputContext], start_step: int = 0) -> tf.data.Dataset:
         batch = ctx.get_per_replica_batch_size(global_batch) if ctx else config.data.batch_size
-        return dataset.input_fn("train", training=True, batch_size=batch, input_context=ctx,
-                                **({"normalize": False} if on_device else {}))
+        # A resumed run's stream goes on where the checkpoint's step left it (datasets/base.py).
+        return training_input(dataset, batch_size=batch, input_context=ctx, start_step=start_step,
+                              global_batch=global_batch, log=log.info, **({"normalize": False} if on_device else {}))
 
     try:
         if progress:

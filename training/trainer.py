@@ -409,7 +409,9 @@ class Trainer:
         """Trains until ``config.max_steps``, resuming from the newest checkpoint if any.
 
         Args:
-            dataset_fn: builds one pipeline's training batches from an input context.
+            dataset_fn: builds one pipeline's training batches from an input context; one that also takes
+                ``start_step`` gets the step this run resumes from, so that its data stream goes on where the
+                checkpoint left it.
 
         Returns:
             A :class:`TrainResult`.
@@ -436,6 +438,12 @@ class Trainer:
             self.log.info(f"Nothing to train: step {start} >= max steps {cfg.max_steps}.")
             return result
         self.backend.broadcast_variables(self.model.variables + optimizer_variables(self.optimizer))
+        import inspect
+
+        if start and "start_step" in inspect.signature(dataset_fn).parameters:
+            # A resumed run's input goes on where the checkpoint's step left the data stream (datasets/).
+            resumed_fn = dataset_fn
+            dataset_fn = lambda ctx: resumed_fn(ctx, start_step=start)  # noqa: E731
         iterator = iter(self.backend.distribute_dataset(dataset_fn))
         if self._loop_fn is None:
             self._loop_fn = self._make_loop()
