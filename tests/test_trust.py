@@ -190,6 +190,55 @@ def test_a_second_signal_exits_at_once_with_its_own_code(tmp_path):
     assert "Traceback" not in err
 
 
+def _diverge(log_dir):
+    """A run to step 4 (checkpoints 2 and 4), then the same run going on with an lr that diverges at step 6."""
+    run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=4", "--save_checkpoints_steps=2")
+    proc = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=8", "--save_checkpoints_steps=2", "--lr=1e30",
+                    "--allow_recipe_change=lr", check=False)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not finite at step 6" in errors[0] and "Traceback" not in proc.stderr
+    return errors[0]
+
+
+def _finite_weights(prefix):
+    import numpy as np
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    return all(np.all(np.isfinite(reader.get_tensor(k))) for k, dtype in reader.get_variable_to_dtype_map().items()
+               if dtype.is_floating)
+
+
+def test_the_nonfinite_advice_is_one_command_that_resumes_with_a_lower_lr(tmp_path):
+    log_dir = str(tmp_path / "run")
+    error = _diverge(log_dir)
+    assert f"(the last good checkpoint is {log_dir}/model.ckpt-4). Lower --lr and resume with " \
+           "--allow_recipe_change=lr (or raise --warmup_epochs and resume with --allow_recipe_change=warmup_epochs" \
+           in error
+    # The advice, as written: a lower --lr, --allow_recipe_change=lr.
+    proc = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=8", "--save_checkpoints_steps=2",
+                    "--lr=0.001", "--allow_recipe_change=lr")
+    out = proc.stdout + proc.stderr
+    assert resumed_step(out) == 4 and "--lr (schedule): 0.01 in the checkpoint, 0.001 now" in out
+    assert newest_step(log_dir) == 8 and _finite_weights(list_checkpoints(log_dir)[-1])
+
+
+@pytest.mark.slow
+def test_a_lower_lr_needs_allow_recipe_change_and_an_added_warmup_resumes_too(tmp_path):
+    log_dir = str(tmp_path / "run")
+    _diverge(log_dir)
+    refused = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=8", "--lr=0.001", check=False)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 1 and len(errors) == 1
+    assert "--lr (schedule): 0.01 in the checkpoint, 0.001 now" in errors[0] and "--allow_recipe_change=lr" in errors[0]
+    proc = run_main(*BASE, f"--log_dir={log_dir}", "--max_train_steps=8", "--save_checkpoints_steps=2",
+                    "--warmup_epochs=0.00001", "--allow_recipe_change=warmup_epochs")
+    out = proc.stdout + proc.stderr
+    assert resumed_step(out) == 4 and "--warmup_epochs (schedule): 0 in the checkpoint, 1e-05 now" in out
+    assert newest_step(log_dir) == 8 and _finite_weights(list_checkpoints(log_dir)[-1])
+
+
 @pytest.mark.slow
 def test_truncated_newest_checkpoint_falls_back_and_allowed_change_is_explained(tmp_path):
     log_dir = str(tmp_path / "run")

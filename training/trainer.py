@@ -399,10 +399,14 @@ class Trainer:
         where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
         what = (f"{self.guard.max_consecutive} steps in a row up to step {stopped_at}" if cfg.nan_policy == "skip_step"
                 else f"step {stopped_at}")
+        # The names --allow_recipe_change accepts (run_config/compare.py): the resume check refuses a changed lr,
+        # warm-up or clipping unless named.
+        fix = ("Lower --lr and resume with --allow_recipe_change=lr (or raise --warmup_epochs and resume with "
+               "--allow_recipe_change=warmup_epochs, or add --clip_grad_norm with --allow_recipe_change=clip_grad_norm)"
+               if latest else "Lower --lr or raise --warmup_epochs (or add --clip_grad_norm) and run again")
         raise NonFiniteLossError(
             f"the loss or gradients were not finite at {what}; that update was not applied and nothing "
-            f"was saved after it ({where}). Lower --lr or raise --warmup_epochs (or add --clip_grad_norm), "
-            "then resume from that checkpoint.",
+            f"was saved after it ({where}). {fix}.",
             step=stopped_at, last_good_step=last_good, checkpoint=latest)
 
     def train(self, dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]) -> TrainResult:
