@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -220,6 +219,4 @@ def stop_if_requested(step: int, backend: Any, checkpointer: Optional[Any], *, a
     path = None
     if checkpointer is not None:
         path = checkpointer.saved_path(step) or wait_for(checkpointer.save, step)
-    print(f"Stopped on request after step {step}" + (f"; checkpoint {path}" if path else "; nothing saved"),
-          file=sys.stderr, flush=True)
-    raise TrainingPreempted(step, path, _state["signum"])
+    raise TrainingPreempted(step, path, _state["signum"])  # main.py prints its one line

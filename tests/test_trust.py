@@ -551,6 +551,44 @@ def test_checkpointer_save_on_a_full_disk_is_one_line_and_keeps_the_previous(tmp
     assert "MB needed" in message and "model.ckpt-1 is intact" in message
     assert sorted(os.listdir(tmp_path)) == before and list_checkpoints(str(tmp_path))[-1].endswith("model.ckpt-1")
 
+    # The first save of a run: no checkpoint to measure, the size is the variables' (2 x 1 MB), not 0.
+    first = tmp_path / "first"
+    ckpt = _checkpointer(first, model, optimizer)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (500_000, hard))
+    try:
+        with pytest.raises(CheckpointSaveError) as info:
+            ckpt.save(1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "(about 2.1 MB needed" in str(info.value) and "no earlier checkpoint exists" in str(info.value)
+    assert list_checkpoints(str(first)) == [] and leftovers(str(first)) == []
+
+
+def test_what_a_stop_saved_is_said_and_check_data_counts_a_cut_shard_once(tmp_path):
+    import io
+
+    from datasets_testutil import make_folder
+
+    from runs.preemption import TrainingPreempted
+    from tools import check_data
+    from tools.build_tfrecords import build
+
+    saved = str(TrainingPreempted(12, str(tmp_path / "model.ckpt-12"), signal.SIGTERM))
+    assert saved.startswith("training stopped by SIGTERM after step 12: checkpoint ") and "holds step 12" in saved
+    nothing = str(TrainingPreempted(12, None, signal.SIGINT))
+    assert "nothing was saved (--nodo_checkpoint)" in nothing and "checkpoint " not in nothing.replace(
+        "--nodo_checkpoint", "")
+
+    folder = make_folder(str(tmp_path / "folder"), classes={"cat": 3, "dog": 3}, val={"cat": 1, "dog": 1})
+    records = str(tmp_path / "records")
+    build(folder, records, train_shards=1, validation_shards=1, num_workers=1, progress_stream=io.StringIO())
+    shard = os.path.join(records, "train-00000-of-00001")
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) - 100)  # the last record cut short, as an interrupted copy leaves it
+    checked, problems = check_data.check(records, ["train"], num_workers=1)
+    assert checked == 6 and len(problems) == 1
+    assert problems[0][1].startswith("the shard ends inside the record at byte")
+
 
 def test_run_dir_layout_and_the_label_map_of_a_multi_rank_job(tmp_path):
 

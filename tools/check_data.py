@@ -83,12 +83,18 @@ def _check_shard(path: str) -> Tuple[int, List[Problem]]:
     from datasets.record_scan import scan_shard
 
     scan = scan_shard(path, check=_record_problem)
-    problems = [(record_name(path, offset), f"damaged record: bad checksum or length ({reason})")
-                for offset, reason in scan.damaged]
+    damaged = list(scan.damaged)
+    cut = None
     if scan.unframed is not None:
         offset, size = scan.unframed
-        problems.append((record_name(path, offset), f"the last {size} bytes of the shard cannot be split into "
-                                                     "records (a damaged length field or a cut file)"))
+        if damaged and damaged[-1][0] == offset:
+            damaged.pop()  # one problem, not two: the record that fails to read is the one the file ends inside
+        cut = (record_name(path, offset), f"the shard ends inside the record at byte {offset}: its last {size} bytes "
+                                          "cannot be split into records (a cut file, or a damaged length field)")
+    problems = [(record_name(path, offset), f"damaged record: bad checksum or length ({reason})")
+                for offset, reason in damaged]
+    if cut is not None:
+        problems.append(cut)
     problems.extend((record_name(path, offset), reason) for offset, reason in scan.problems)
     return scan.records + len(scan.damaged), sorted(problems, key=lambda p: _offset(p[0]))
 
