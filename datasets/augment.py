@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import image_ops
+from run_config.groups import AUTO_AUGMENT_POLICIES, ERASE_VALUES
 
 __all__ = [
     "AUTO_AUGMENT_POLICIES",
@@ -66,8 +67,6 @@ __all__ = [
     "trivial_augment_plan",
 ]
 
-AUTO_AUGMENT_POLICIES = ("none", "imagenet", "ra", "ta_wide")
-ERASE_VALUES = ("zero", "random")
 
 # AutoAugment's ImageNet policy (Cubuk et al., 2019), as torchvision lists it: 25 sub-policies of
 # two (operation, probability, magnitude bin out of 10) steps.

@@ -31,6 +31,7 @@ from typing import NamedTuple, Sequence
 import tensorflow as tf
 
 from datasets import image_ops
+from run_config.groups import DISTORT_COLOR_MODES
 
 __all__ = [
     "DISTORT_COLOR_MODES",
@@ -50,7 +51,6 @@ __all__ = [
     "lighting_offset",
 ]
 
-DISTORT_COLOR_MODES = ("none", "fast", "full")
 
 # fb.resnet.torch datasets/imagenet.lua: the PCA of ImageNet's RGB pixel values (0..1 scale).
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)

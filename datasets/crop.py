@@ -22,9 +22,10 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from run_config.groups import CROP_SAMPLERS
+
 __all__ = ["CROP_SAMPLERS", "crop_window", "distorted_bbox_window", "torchvision_window"]
 
-CROP_SAMPLERS = ("torchvision", "distorted_bbox")
 
 
 def torchvision_window(height, width, seed, scale: Sequence[float] = (0.08, 1.0),

@@ -57,6 +57,9 @@ def preprocess_overrides(augment: AugmentConfig) -> dict:
                 ra_magnitude=augment.ra_magnitude, random_erase=augment.random_erase,
                 random_erase_value=augment.random_erase_value, mixup_alpha=augment.mixup_alpha,
                 cutmix_alpha=augment.cutmix_alpha, interpolation=augment.interpolation,
+                crop_sampler=augment.crop_sampler, train_resize=augment.train_resize,
+                train_interpolation=augment.train_interpolation, color_jitter=augment.color_jitter,
+                lighting_std=augment.lighting_std, distort_color=augment.distort_color,
                 eval_resize=augment.val_resize_size, train_crop_size=augment.train_crop_size)
 
 

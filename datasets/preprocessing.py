@@ -37,6 +37,7 @@ from typing import Optional, Sequence, Tuple
 import tensorflow as tf
 
 from datasets import augment, color, crop, resize
+from run_config.groups import DISTORT_COLOR_MODES, EVAL_RESIZE_MODES, TRAIN_INTERPOLATIONS, TRAIN_RESIZE_MODES
 from zoo.recipe import CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, ModelRecipe
 
 __all__ = [
@@ -55,10 +56,6 @@ __all__ = [
     "train_image",
 ]
 
-EVAL_RESIZE_MODES = ("shorter", "square")
-TRAIN_RESIZE_MODES = ("fast", "exact")
-TRAIN_INTERPOLATIONS = ("bilinear", "bicubic", "random")
-DISTORT_COLOR_MODES = color.DISTORT_COLOR_MODES
 _DCT_RATIOS = (1, 2, 4, 8)
 # Columns and rows decoded beyond a JPEG region: libjpeg's chroma upsampling reads neighbours, so a
 # cropped decode differs from a whole decode in its outermost column; 16 pixels is one MCU.

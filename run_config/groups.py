@@ -15,6 +15,7 @@ different value needs ``--allow_recipe_change``. ``free`` settings can change at
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional, Tuple
 
@@ -22,12 +23,17 @@ from run_config.fields import setting
 
 __all__ = [
     "AUTO_AUGMENT_POLICIES",
+    "CROP_SAMPLERS",
+    "DISTORT_COLOR_MODES",
+    "ERASE_VALUES",
     "EVAL_RESIZE_MODES",
     "GROUPS",
     "MODES",
     "NPU_BF16_MODES",
     "NPU_FP16_MODES",
     "NPU_PRECISION_MODES",
+    "TRAIN_INTERPOLATIONS",
+    "TRAIN_RESIZE_MODES",
     "AugmentConfig",
     "CheckpointConfig",
     "DataConfig",
@@ -49,8 +55,14 @@ __all__ = [
 ]
 
 MODES = ("train", "evaluate", "train_and_evaluate", "predict", "export")
+# The choices of the input transforms (datasets/ validates with the same tuples).
 AUTO_AUGMENT_POLICIES = ("none", "imagenet", "ra", "ta_wide")
 EVAL_RESIZE_MODES = ("shorter", "square")
+CROP_SAMPLERS = ("torchvision", "distorted_bbox")
+TRAIN_RESIZE_MODES = ("fast", "exact")
+TRAIN_INTERPOLATIONS = ("bilinear", "bicubic", "random")
+DISTORT_COLOR_MODES = ("none", "fast", "full")
+ERASE_VALUES = ("zero", "random")
 # The Ascend adapter's precision modes (docs/npu.md). Float16 modes need loss scaling; the others do not.
 NPU_FP16_MODES = ("allow_mix_precision", "allow_mix_precision_fp16", "force_fp16", "allow_fp32_to_fp16",
                   "cube_fp16in_fp32out")
@@ -71,6 +83,22 @@ def _registry_names(kind: str):
 
 def _increasing(values) -> Optional[str]:
     return None if list(values) == sorted(values) else "must be increasing numbers of epochs."
+
+
+def _augment_policy(value: str) -> Optional[str]:
+    """torchvision's policy names, or a timm RandAugment string (``rand-m9-mstd0.5-inc1``; its sections are
+    checked when the pipeline is built)."""
+    if value in AUTO_AUGMENT_POLICIES or re.fullmatch(r"rand(-[a-z]+[0-9.]*)*", value):
+        return None
+    return f"must be one of {', '.join(AUTO_AUGMENT_POLICIES)} or a timm RandAugment string (rand-m9-mstd0.5-inc1)."
+
+
+def _color_jitter(values) -> Optional[str]:
+    if len(values) != 4:
+        return "four strengths: brightness,contrast,saturation,hue (torchvision's ColorJitter)."
+    if min(values[:3]) < 0 or not 0.0 <= values[3] <= 0.5:
+        return "brightness, contrast and saturation are >= 0, hue in [0, 0.5]."
+    return None
 
 
 def _key_values(values) -> Optional[str]:
@@ -189,18 +217,35 @@ class AugmentConfig:
                                "'square' (the Ascend recipe's 256x256).", choices=EVAL_RESIZE_MODES, role="meaning")
     min_crop_area: Optional[float] = setting(None, "Smallest training crop, as a fraction of the image area "
                                              "(default: 0.08).", minimum=1e-3, maximum=1.0, role="resume")
+    crop_sampler: str = setting("torchvision", "Training crop: torchvision's RandomResizedCrop (scale, ratio, 10 "
+                                "attempts, its fallback) or TensorFlow's distorted_bbox sampler (uses ImageNet's "
+                                "boxes).", choices=CROP_SAMPLERS, role="resume")
+    train_resize: str = setting("fast", "Training resize: fast (decode the crop, DCT scaling, TensorFlow's "
+                                "antialiased resize) or exact (full-scale crop, Pillow's resampling).",
+                                choices=TRAIN_RESIZE_MODES, role="resume")
+    train_interpolation: Optional[str] = setting(None, "Training resize filter: bilinear, bicubic or random (one per "
+                                                 "image, timm's 'random'); default: --interpolation.",
+                                                 choices=TRAIN_INTERPOLATIONS, role="resume")
     random_flip: Optional[bool] = setting(None, "Random horizontal flips in training (default: the dataset's; on "
                                           "except for the digits demo).", role="resume")
-    dct_scaling: bool = setting(True, "Training: decode JPEG crops at a reduced DCT scale when they are at least "
-                                "twice the output size (faster).", role="resume")
-    auto_augment: str = setting("none", "Per-image policy after the crop and flip: AutoAugment's ImageNet policy, "
-                                "RandAugment or TrivialAugmentWide.", choices=AUTO_AUGMENT_POLICIES, role="resume")
+    dct_scaling: bool = setting(True, "Fast training path: decode JPEG crops at a reduced DCT scale when they are "
+                                "at least twice the output size.", role="resume")
+    color_jitter: Tuple[float, ...] = setting((0.0, 0.0, 0.0, 0.0), "Colour jitter strengths brightness,contrast,"
+                                              "saturation,hue (torchvision's ColorJitter; 0: off).",
+                                              check=_color_jitter, role="resume")
+    lighting_std: float = setting(0.0, "PCA lighting noise: std of the alphas on ImageNet's eigenvectors (AlexNet "
+                                  "paper, fb.resnet.torch's Lighting: 0.1; 0: off).", minimum=0.0, role="resume")
+    distort_color: str = setting("none", "Inception colour distortion (TF-slim's distort_color): none, fast or "
+                                 "full.", choices=DISTORT_COLOR_MODES, role="resume")
+    auto_augment: str = setting("none", "Per-image policy after the crop and flip: AutoAugment's ImageNet policy "
+                                "(imagenet), RandAugment (ra), TrivialAugmentWide (ta_wide), or timm's RandAugment "
+                                "string (rand-m9-mstd0.5-inc1).", check=_augment_policy, role="resume")
     ra_num_ops: int = setting(2, "RandAugment: operations per image.", minimum=0, role="resume")
     ra_magnitude: int = setting(9, "RandAugment: magnitude bin, 0..30.", minimum=0, maximum=30, role="resume")
     random_erase: float = setting(0.0, "Probability of random erasing per training image (0: off).", minimum=0.0,
                                   maximum=1.0, role="resume")
     random_erase_value: str = setting("zero", "Random erasing fill: 'zero' (the pixel that normalises to 0) or "
-                                      "'random' noise.", choices=("zero", "random"), role="resume")
+                                      "'random' noise.", choices=ERASE_VALUES, role="resume")
     mixup_alpha: float = setting(0.0, "Batch-level mixup, Beta(alpha, alpha) weights (0: off).", minimum=0.0,
                                  role="resume")
     cutmix_alpha: float = setting(0.0, "Batch-level cutmix, Beta(alpha, alpha) box areas; with --mixup_alpha each "
