@@ -174,6 +174,10 @@ def write_export(inference: InferenceModel, export_dir: str, formats: Sequence[s
                 with open(path, "wb") as f:
                     f.write(blob)
             elif fmt == "onnx":
+                needed, available = onnx.memory_needed(model), onnx.available_memory()
+                if available is not None and available < needed:
+                    emit(f"onnx: the conversion may need about {needed / 2**30:.0f} GB of memory (tf2onnx keeps "
+                         f"copies of the weights), {available / 2**30:.0f} GB are available")
                 with open(path, "wb") as f:
                     f.write(onnx.convert(model, size))
             elif fmt == "keras":

@@ -155,11 +155,17 @@ def test_edge_padded_max_pool_is_torch_max_pool(size, pool, stride, padding, cei
 
 
 SIZES = {"alexnet": 63, "alexnet_modelzoo": 63, "inception_v3": 75}
-FAST = ("mobilenet_v3_small", "resnet18", "efficientnet_b0", "densenet121", "convnext_tiny", "vit_b_16")
+# In the default run (the rest are marked slow): every custom layer of the zoo once for .keras (AlexNet's
+# adaptive pooling, ResNet's padded pooling, the depthwise initializer and hardswish, stochastic depth, layer
+# scale, ViT's token, embedding and attention initializer); the fixes of the converters for TFLite and ONNX
+# (exact GELU's Erfc: ConvNeXt; grouped convolutions: ResNeXt). The run above covers ResNet-18 in every format.
+KERAS_FAST = ("alexnet", "mobilenet_v3_small", "resnet18", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+TFLITE_FAST = ("mobilenet_v3_small", "resnet18")
+ONNX_FAST = ("mobilenet_v3_small", "convnext_tiny", "resnext50_32x4d")
 
 
-def _zoo_params():
-    return [pytest.param(m, marks=[] if m in FAST else [pytest.mark.slow]) for m in zoo.list_models(builtin_only=True)]
+def _zoo_params(fast):
+    return [pytest.param(m, marks=[] if m in fast else [pytest.mark.slow]) for m in zoo.list_models(builtin_only=True)]
 
 
 def _model(name):
@@ -175,7 +181,7 @@ def _model(name):
     return model, size, images
 
 
-@pytest.mark.parametrize("name", _zoo_params())
+@pytest.mark.parametrize("name", _zoo_params(KERAS_FAST))
 def test_keras_file_round_trip(name, tmp_path):
     model, _, images = _model(name)
     path = str(tmp_path / "model.keras")
@@ -185,12 +191,21 @@ def test_keras_file_round_trip(name, tmp_path):
     assert np.array_equal(loaded(images, training=False).numpy(), model(images, training=False).numpy())
 
 
-@pytest.mark.parametrize("name", _zoo_params())
-def test_tflite_and_onnx_reproduce_every_zoo_model(name):
+@pytest.mark.parametrize("name", _zoo_params(TFLITE_FAST))
+def test_tflite_reproduces_every_zoo_model(name):
     model, size, images = _model(name)
     reference = model(images, training=False).numpy()
     assert relative(TFLiteModel(tflite.convert(model, size))(images)["logits"], reference) < 1e-4
-    assert relative(onnx.OnnxModel(onnx.convert(model, size))(images)["logits"], reference) < 1e-4
     calibration = np.random.default_rng(1).standard_normal((4, 1, size, size, 3)).astype(np.float32)
     int8 = TFLiteModel(tflite.convert(model, size, "tflite_int8", representative=lambda: iter(calibration)))
-    assert int8(images)["logits"].shape == reference.shape
+    assert int8.input_dtype == np.int8 and int8(images)["logits"].shape == reference.shape
+
+
+@pytest.mark.parametrize("name", _zoo_params(ONNX_FAST))
+def test_onnx_reproduces_every_zoo_model(name):
+    model, size, images = _model(name)
+    needed, available = onnx.memory_needed(model), onnx.available_memory()
+    if available is not None and available < needed:  # VGG: over 30 GB (docs/evaluation.md, "TFLite and ONNX")
+        pytest.skip(f"tf2onnx would need about {needed / 2**30:.0f} GB here, {available / 2**30:.0f} GB available")
+    reference = model(images, training=False).numpy()
+    assert relative(onnx.OnnxModel(onnx.convert(model, size))(images)["logits"], reference) < 1e-4
