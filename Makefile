@@ -16,7 +16,7 @@ $(VENV)/.runtime: requirements.txt
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt requirements-export.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
