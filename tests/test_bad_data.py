@@ -22,10 +22,10 @@ from datasets.bad_data import BadDataError, BadDataLog, BadDataPolicy
 from datasets.image_folder import ImageFolderDataset
 from datasets.imagenet import ImageNetDataset
 from datasets.record_scan import scan_shard
+from evaluation.evaluator import EvalReport, EvalResult, Evaluator
 from keras_compat import keras
 from tools import check_data
 from tools.build_tfrecords import build
-from evaluation.evaluator import EvalReport, EvalResult, Evaluator
 from training.log import TrainLog
 
 SIZE = 64

@@ -6,8 +6,8 @@ import pytest
 from torchvision_ref import import_torchvision
 
 import zoo
-from zoo.nets.convnext import LayerScale
 from zoo.layers import StochasticDepth
+from zoo.nets.convnext import LayerScale
 
 
 @pytest.mark.keras2
