@@ -23,7 +23,7 @@ LAUNCH_VARS = ("RANK_ID", "RANK_SIZE", "ASCEND_DEVICE_ID", "DEVICE_ID", "RANK_TA
 HUAWEI_CM_ENV = {"CM_CHIEF_IP": "192.168.1.1", "CM_CHIEF_PORT": "6000", "CM_CHIEF_DEVICE": "0",
                  "CM_WORKER_SIZE": "8", "CM_WORKER_IP": "192.168.0.1", "HCCL_SOCKET_FAMILY": "AF_INET"}
 
-# The seed's scripts/8p.json, verbatim.
+# The Ascend recipe's scripts/8p.json, verbatim.
 SEED_8P_JSON = """{"group_count": "1","group_list":
                     [{"group_name": "worker","device_count": "8","instance_count": "1", "instance_list":
                     [{"devices":

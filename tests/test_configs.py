@@ -39,23 +39,25 @@ def _values(flagfile: str, present: bool = False):
     return {name: run_config.value_of(resolved.config, name) for name in names}
 
 
-# Flags a flag file may set that its model's hparams leave out: the run's layout and logging, the model it
-# names, the input-size flags that belong to the recipe's input_size / eval_resize (registered apart from
-# hparams because they scale with --image_size), and the weight average: --model_ema changes which weights
-# evaluate and export serve, so a run opts in (the flag file does) rather than every --model=NAME run.
-_NOT_RECIPE = frozenset({"model", "mode", "rank_size", "iterations_per_loop", "save_summary_steps",
-                         "lr_reference_batch",
-                         "save_checkpoints_steps", "epochs_between_evals", "image_size", "val_resize_size",
-                         "model_ema", "model_ema_steps", "model_ema_decay"})
+# Flags a flag file may set that its model's recipe leaves out: the run's layout and logging and the model it
+# names. Everything else a flag file sets is a recipe setting (the weight average, the crop sizes, the
+# repeated-augmentation sampler included): --model=NAME alone trains with the reference recipe.
+_LAYOUT = frozenset({"model", "mode", "rank_size", "iterations_per_loop", "save_summary_steps",
+                     "save_checkpoints_steps", "epochs_between_evals", "max_checkpoint_to_save"})
+
+
+def _header(flagfile: str) -> str:
+    lines = open(os.path.join(ROOT, "configs", flagfile), encoding="utf-8").read().splitlines()
+    return "\n".join(line for line in lines if line.startswith("#"))
 
 
 @pytest.mark.parametrize("flagfile", FLAGFILES)
 def test_every_training_setting_of_a_flag_file_is_in_its_model_s_recipe(flagfile):
-    """``--model=NAME`` alone trains with everything the model's flag file sets (optimizer, augmentation, ...)."""
+    """``--model=NAME`` alone trains with everything the model's flag file sets (optimizer, augmentation, EMA, ...)."""
     set_here = _values(flagfile, present=True)
-    hparams = zoo.get_recipe(set_here["model"]).hparams
-    missing = sorted(set(set_here) - _NOT_RECIPE - set(hparams))
-    assert not missing, f"{flagfile} sets {missing}, which the model's registered hparams lack"
+    settings = zoo.recipe_settings(set_here["model"])
+    missing = sorted(set(set_here) - _LAYOUT - set(settings))
+    assert not missing, f"{flagfile} sets {missing}, which the model's registered recipe lacks"
 
 
 @pytest.mark.parametrize("flagfile", FLAGFILES)
@@ -67,10 +69,10 @@ def test_flag_file_states_its_model_s_registered_recipe(flagfile):
     """
     values = _values(flagfile)
     recipe = zoo.get_recipe(values["model"])
-    assert recipe.hparams and recipe.lr_reference_batch, values["model"]
-    for key, want in recipe.hparams.items():
+    assert recipe.hparams and recipe.lr_reference_batch and recipe.reference, values["model"]
+    for key, want in zoo.recipe_settings(values["model"]).items():
         got = values[key]
-        if key in ("lr", "batch_size"):
+        if key in ("lr", "batch_size", "lr_reference_batch"):
             continue
         if isinstance(want, (list, tuple)):
             assert [float(v) for v in got] == [float(v) for v in want], key
@@ -79,3 +81,24 @@ def test_flag_file_states_its_model_s_registered_recipe(flagfile):
     # The file states its lr for its own reference batch: the same rate per image as the recipe's.
     assert values["lr"] / values["lr_reference_batch"] == pytest.approx(
         recipe.hparams["lr"] / recipe.lr_reference_batch)
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES)
+def test_a_flag_file_overrides_its_recipe_only_for_a_reason_its_header_states(flagfile):
+    """What a file sets that differs from the recipe (or that is the run's layout beyond logging) is named in its
+    header, with the reason; so is the device count, which the files leave to the user except the 8-NPU one."""
+    values = _values(flagfile, present=True)
+    settings = zoo.recipe_settings(values["model"])
+    header = _header(flagfile)
+    overrides = sorted(k for k, v in values.items() if k in settings and not _same(v, settings[k]))
+    overrides += sorted(k for k in values if k in ("rank_size", "max_checkpoint_to_save"))
+    for key in overrides:
+        assert f"--{key}" in header, f"{flagfile} overrides --{key} without saying so in its header"
+    assert "--lr_reference_batch" in header or "lr_reference_batch" not in values, flagfile
+    assert "--rank_size=8 --batch_size" not in header, f"{flagfile}: the file leaves the device count to the user"
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return [float(v) for v in a] == [float(v) for v in b]
+    return a == b

@@ -16,7 +16,7 @@ def test_parse_round_trip_and_rejects_other_formats():
     line = format_line(123456, 12.34, 5.0, 10.5, 11.25, 0.06, 12.5)
     parsed = parse_line(line)
     assert parsed["step"] == 123456 and parsed["lr"] == 0.06 and parsed["batch_time"] == 12.5
-    # The seed README's illustrative format (no commas) is not the recipe's.
+    # The Ascend README's illustrative format (no commas) is not the recipe's.
     assert parse_line("step:   700  epoch:  0.6  FPS:33558.6, loss: 6.754, total_loss: 7.786  lr:0.00671  "
                       "batch_time:3.051382") is None
     assert parse_line(line + " extra") is None

@@ -90,7 +90,7 @@ def test_flag_files_no_longer_force_the_device_count():
     for name in sorted(os.listdir(configs)):
         text = open(os.path.join(configs, name)).read()
         lines = [line.strip() for line in text.splitlines() if line.strip().startswith("--")]
-        if name == "alexnet_imagenet_8p.flags":  # the seed's 8-NPU server, and says so
+        if name == "alexnet_imagenet_8p.flags":  # the Ascend recipe's 8-NPU server, and says so
             assert "--rank_size=8" in lines and "8 NPUs" in text
             continue
         assert not any(line.startswith("--rank_size") for line in lines), name

@@ -41,7 +41,7 @@ def zoo_table() -> str:
     from registry import MODELS
 
     lines: List[str] = [
-        "| model | parameters | input / eval resize | reference top-1 / top-5 | flag file | notes |",
+        "| model | parameters | input / eval resize | reference top-1 / top-5: the weights | flag file | notes |",
         "|---|---|---|---|---|---|",
     ]
     by_model = _flag_files()
@@ -50,8 +50,11 @@ def zoo_table() -> str:
         params = f"{meta['params']:,}" if meta.get("params") else "?"
         resize = f"{recipe.input_size} / {recipe.eval_resize}" + (" bicubic" if recipe.interpolation == "bicubic"
                                                                   else "")
-        accuracy = (f"{recipe.reference_top1:.3f} / {recipe.reference_top5:.3f}"
-                    if recipe.reference_top1 and recipe.reference_top5 else "-")
+        accuracy = (f"{recipe.reference_top1:.3f} / {recipe.reference_top5:.3f}" if recipe.reference_top1 and
+                    recipe.reference_top5 else "-")
+        if recipe.reference_top1 and recipe.reference_weights:  # whose accuracy it is
+            weights = recipe.reference_weights
+            accuracy += f": `{weights}`" if weights.endswith("_V1") else f": {weights}"
         flagfile = ", ".join(f"`configs/{f}`" for f in by_model.get(name, [])) or "-"
         lines.append(f"| `{name}` | {params} | {resize} | {accuracy} | {flagfile} | {meta.get('description', '')} |")
     return "\n".join(lines)

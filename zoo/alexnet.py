@@ -40,8 +40,10 @@ MODELS.register_lazy(
     aliases=("alexnet_torchvision",),
     recipe=ModelRecipe(reference_top1=56.522, reference_top5=79.066, hparams=_TORCHVISION_RECIPE,
                        weights_url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-                       lr_reference_batch=256, reference="torchvision AlexNet_Weights.IMAGENET1K_V1, trained with "
-                       "torchvision's references/classification recipe (--model alexnet --lr 1e-2)", **_COMMON),
+                       lr_reference_batch=256, reference_weights="AlexNet_Weights.IMAGENET1K_V1",
+                       reference="torchvision's AlexNet_Weights.IMAGENET1K_V1, trained with the AlexNet and VGG "
+                       "command of references/classification/README.md (torchrun --nproc_per_node=8 train.py --model "
+                       "alexnet --lr 1e-2)", **_COMMON),
     torchvision=_TORCHVISION,
     params=61_100_840,
     initializers=("he_uniform", "xavier", "torchvision"),
@@ -51,7 +53,9 @@ MODELS.register_lazy(
 MODELS.register_lazy(
     "alexnet_modelzoo", "zoo.nets.alexnet:alexnet_modelzoo",
     recipe=ModelRecipe(reference_top1=60.12, reference_top5=82.06, hparams=_ASCEND, lr_reference_batch=1024,
-                       reference="the Ascend ModelZoo AlexNet_ID0072_for_TensorFlow README (8 NPUs, 150 epochs)",
+                       reference_weights="the Ascend README's 8-NPU run",
+                       reference="the Ascend ModelZoo AlexNet_ID0072_for_TensorFlow recipe (its README, train.py and "
+                       "scripts/train_alexnet_8p.sh: 8 NPUs x 128 images, 150 epochs)",
                        **_COMMON),
     params=61_266_088,
     initializers=("he_uniform", "xavier", "torchvision"),

@@ -22,8 +22,9 @@ _RECIPE_V2 = dict(
 #   torchrun --nproc_per_node=8 train.py --model $MODEL --epochs 600 --opt rmsprop --batch-size 128 --lr 0.064
 #     --wd 0.00001 --lr-step-size 2 --lr-gamma 0.973 --auto-augment imagenet --random-erase 0.2
 # train.py's --opt rmsprop is torch.optim.RMSprop(alpha=0.9, eps=0.0316, momentum=0.9): rmsprop_torch.
-# Weight decay on every parameter (L2); no warm-up. Not supported: the README's averaging of the last 3
-# checkpoints that improved Acc@1 (see the flag files).
+# Weight decay on every parameter (L2); no warm-up. The README's last step, "Then we averaged the parameters of
+# the last 3 checkpoints that improved the Acc@1", follows training: tools/average_checkpoints.py --improved=3
+# (the flag files keep enough checkpoints for it).
 _RECIPE_V3 = dict(
     optimizer="rmsprop_torch", rmsprop_decay=0.9, momentum=0.9, optimizer_epsilon=0.0316, lr=0.064,
     batch_size=128, max_epochs=600, warmup_epochs=0, lr_schedule="exponential", lr_decay_epochs=2,
@@ -31,6 +32,17 @@ _RECIPE_V3 = dict(
     auto_augment="imagenet", random_erase=0.2,
 )
 # torchvision's weights meta: min_size (1, 1); IMAGENET1K_V1 transforms: bilinear resize 256, crop 224.
+
+
+def _v3_reference(size: str, model: str) -> dict:
+    """ModelRecipe's reference fields for torchvision's ``MobileNet_V3_<size>_Weights.IMAGENET1K_V1``."""
+    return dict(reference_weights=f"MobileNet_V3_{size}_Weights.IMAGENET1K_V1",
+                reference=f"torchvision's MobileNet_V3_{size}_Weights.IMAGENET1K_V1, trained with the MobileNetV3 "
+                f"Large & Small command of references/classification/README.md (--model {model} --epochs 600 --opt "
+                "rmsprop --batch-size 128 --lr 0.064 ...), then the average of the last 3 checkpoints that improved "
+                "Acc@1 (tools/average_checkpoints.py --improved=3)")
+
+
 _COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1)
 
 MODELS.register_lazy(
@@ -38,6 +50,10 @@ MODELS.register_lazy(
     recipe=ModelRecipe(
         weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
         lr_reference_batch=256, reference_top1=71.878, reference_top5=90.286, classifier=("classifier.1",),
+        reference_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+        reference="torchvision's MobileNet_V2_Weights.IMAGENET1K_V1, trained with the MobileNetV2 command of "
+        "references/classification/README.md (--model mobilenet_v2 --epochs 300 --lr 0.045 --wd 0.00004 "
+        "--lr-step-size 1 --lr-gamma 0.98)",
         hparams=_RECIPE_V2, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v2"),
     params=3_504_872,
@@ -49,7 +65,7 @@ MODELS.register_lazy(
     recipe=ModelRecipe(
         weights_url="https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
         lr_reference_batch=1024, reference_top1=74.042, reference_top5=91.340, classifier=("classifier.3",),
-        hparams=_RECIPE_V3, **_COMMON),
+        **_v3_reference("Large", "mobilenet_v3_large"), hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_large"),
     params=5_483_032,
     description="MobileNetV3-Large: inverted residuals with squeeze-and-excitation, hardswish; torchvision's "
@@ -61,7 +77,7 @@ MODELS.register_lazy(
     recipe=ModelRecipe(
         weights_url="https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         lr_reference_batch=1024, reference_top1=67.668, reference_top5=87.402, classifier=("classifier.3",),
-        hparams=_RECIPE_V3, **_COMMON),
+        **_v3_reference("Small", "mobilenet_v3_small"), hparams=_RECIPE_V3, **_COMMON),
     torchvision=TorchvisionSource("mobilenet_v3_small"),
     params=2_542_856,
     description="MobileNetV3-Small: inverted residuals with squeeze-and-excitation, hardswish; torchvision's "
