@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from backends.precision import for_model
 from run_config import RunConfig
 
 __all__ = ["Backend"]
@@ -154,13 +155,21 @@ class Backend(abc.ABC):
         """What ``--precision=auto`` means on this backend's devices, and why (call after :meth:`setup`)."""
         return "fp32", "no faster precision known for this device"
 
-    def resolve_precision(self) -> str:
-        """Replaces ``auto`` by :meth:`auto_precision`'s choice; returns a log line saying what and why.
+    def resolve_precision(self, *, model: str = "", fp32_faster_on: Sequence[str] = ()) -> str:
+        """Replaces ``auto`` by :meth:`auto_precision`'s choice for this model; returns a log line saying what
+        and why.
+
+        Args:
+            model: the model's name, for the log line.
+            fp32_faster_on: its recipe's kinds of backend where it measured faster in fp32 than in mixed
+                precision (``ModelRecipe.fp32_faster_on``): ``auto`` picks fp32 there.
 
         Calling it again returns the same line.
         """
         if self.precision == "auto":
-            self.precision, reason = self.auto_precision()
+            choice, reason = self.auto_precision()
+            self.precision, reason = for_model(choice, reason, device=self.name, model=model or "this model",
+                                               fp32_faster_on=fp32_faster_on)
             self._precision_note = f"Precision: {self.precision} (--precision=auto: {reason})"
         return getattr(self, "_precision_note", f"Precision: {self.precision} (--precision={self.precision})")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence, Tuple
 
-__all__ = ["CPU_BF16_FLAGS", "cpu_flags", "cpu_precision", "gpu_precision"]
+__all__ = ["CPU_BF16_FLAGS", "cpu_flags", "cpu_precision", "for_model", "gpu_precision"]
 
 # /proc/cpuinfo flags of instructions that compute bfloat16 products (oneDNN uses them).
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -54,3 +54,20 @@ def gpu_precision(capabilities: Sequence[Optional[Tuple[int, int]]]) -> Tuple[st
         return "fp16", (f"GPU compute capability {text} (7.x) has float16 tensor cores, no bfloat16 ones: "
                         "float16 with dynamic loss scaling")
     return "fp32", f"GPU compute capability {text} < 7.0 has no tensor cores"
+
+
+def for_model(choice: str, reason: str, *, device: str, model: str, fp32_faster_on: Sequence[str]) -> Tuple[str, str]:
+    """The device's ``(precision, reason)`` adjusted for one model: fp32 where the model's recipe records that it
+    trains faster in fp32 than in mixed precision on this kind of device (``ModelRecipe.fp32_faster_on``).
+
+    Args:
+        choice: the device's own choice (:meth:`Backend.auto_precision`).
+        reason: why the device chose it.
+        device: the kind of backend (``cpu``, ``gpu``, ``npu``).
+        model: the model's name, for the reason.
+        fp32_faster_on: the recipe's kinds of backend on which the model measured faster in fp32.
+    """
+    if choice == "fp32" or device not in fp32_faster_on:
+        return choice, reason
+    return "fp32", (f"{reason}, but {model} trains faster in fp32 than in {choice} on {device}s (measured, "
+                    f"bench/RESULTS.md; --precision={choice} to use it anyway)")

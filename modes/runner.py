@@ -118,7 +118,9 @@ def run(resolved: Resolved, *, argv: Optional[Sequence[str]] = None) -> Any:
     if launched is not None:
         return launched
     backend.setup()
-    precision_note = backend.resolve_precision()  # training logs it with the run; other modes here
+    # training logs it with the run; other modes here
+    precision_note = backend.resolve_precision(model=config.model.name,
+                                               fp32_faster_on=zoo.get_recipe(config.model.name).fp32_faster_on)
     if config.mode not in ("train", "train_and_evaluate"):
         logging.info("%s", precision_note)
     set_precision_policy(backend.precision, float32_layers=backend.float32_layers)

@@ -100,3 +100,41 @@ def test_auto_is_the_default_and_the_log_says_what_it_chose_and_why(tmp_path):
     lines = (log_dir / "alexnet_training.log").read_text().splitlines()
     assert f"Precision: {expected} (--precision=auto: {reason})" in lines[:3]
     assert f"precision={expected}" in lines[0]
+
+
+@pytest.mark.parametrize("choice, device, faster_on, expected", [
+    ("bf16", "cpu", ("cpu",), "fp32"),  # the recipe measured fp32 faster on CPUs
+    ("bf16", "cpu", ("gpu",), "bf16"),  # ... on GPUs only: the CPU keeps its choice
+    ("fp16", "gpu", ("gpu",), "fp32"),
+    ("fp32", "cpu", ("cpu",), "fp32"),  # nothing to undo
+    ("bf16", "cpu", (), "bf16"),
+])
+def test_auto_precision_takes_the_models_measured_fp32_preference(choice, device, faster_on, expected):
+    from backends.precision import for_model
+
+    precision, reason = for_model(choice, "the device's reason", device=device, model="net", fp32_faster_on=faster_on)
+    assert precision == expected
+    assert reason.startswith("the device's reason")
+    assert (f"net trains faster in fp32 than in {choice} on {device}s" in reason) == (expected != choice)
+
+
+def test_every_recipes_fp32_preference_names_a_backend():
+    from registry import BACKENDS
+
+    for name in zoo.list_models():
+        assert set(zoo.get_recipe(name).fp32_faster_on) <= set(BACKENDS.list()) - {"auto"}, name
+
+
+def test_auto_precision_of_a_model_that_trains_faster_in_fp32_on_cpus(tmp_path):
+    """A model whose recipe records fp32 as faster on CPUs trains in fp32 under --precision=auto, and the log says
+    why (on a CPU without native bfloat16 the device's own choice is already fp32)."""
+    from backends.precision import cpu_flags, cpu_precision, for_model
+
+    model = next(n for n in zoo.list_models() if "cpu" in zoo.get_recipe(n).fp32_faster_on)
+    expected, reason = for_model(*cpu_precision(cpu_flags()), device="cpu", model=model, fp32_faster_on=("cpu",))
+    assert expected == "fp32"
+    log_dir = tmp_path / "run"
+    run_main("--synthetic", f"--model={model}", "--image_size=32", "--batch_size=2", "--max_train_steps=1",
+             "--precision=auto", f"--log_dir={log_dir}", "--nodo_checkpoint", "--backend=cpu")
+    lines = (log_dir / f"{model}_training.log").read_text().splitlines()
+    assert f"Precision: fp32 (--precision=auto: {reason})" in lines[:3]

@@ -54,11 +54,14 @@ class Witness(keras.layers.Layer):
 @MODELS.register("witness_net", recipe=ModelRecipe(input_size=63, min_input_size=8, eval_resize=72, num_classes=4),
                  params=1, description="Test model: bn_test_net that records each training batch's hash.")
 def witness_net(*, num_classes: int = 4, image_size: int = 63) -> keras.Model:
-    """witness -> conv (no bias) -> batch norm -> ReLU -> global average pool -> dense ``logits``."""
+    """witness -> conv (no bias) -> batch norm -> ReLU -> global average pool -> dense 1024 -> dense ``logits``."""
     inputs = keras.Input((image_size, image_size, 3))
     x = Witness(name="witness")(inputs)
     x = keras.layers.Conv2D(8, 3, strides=2, use_bias=False, name="conv")(x)
     x = keras.layers.BatchNormalization(momentum=0.5, name="bn")(x)
     x = keras.layers.ReLU(name="relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    # A wide layer, so that a checkpoint (~100 kB) is larger than the run's other files (a file-size limit
+    # can then fail a save and nothing else).
+    x = keras.layers.Dense(1024, activation="relu", name="hidden")(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x))

@@ -39,6 +39,9 @@ MODELS.register_lazy(
     "efficientnet_b0", "zoo.nets.efficientnet:efficientnet_b0",
     recipe=ModelRecipe(
         weights_url="https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
+        # Faster in fp32 than in mixed bfloat16 on CPUs (depthwise convolutions; bench/RESULTS.md, "Precision per
+        # model"): --precision=auto picks fp32 there.
+        fp32_faster_on=("cpu",),
         lr_reference_batch=768, input_size=224, eval_resize=256, interpolation="bicubic", min_input_size=1,
         reference_top1=77.692, reference_top5=93.532, classifier=("classifier.1",),
         reference_weights="EfficientNet_B0_Weights.IMAGENET1K_V1",

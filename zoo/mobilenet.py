@@ -43,7 +43,9 @@ def _v3_reference(size: str, model: str) -> dict:
                 "Acc@1 (tools/average_checkpoints.py --improved=3)")
 
 
-_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1)
+# Depthwise networks train faster in fp32 than in mixed bfloat16 on CPUs (oneDNN's bfloat16 depthwise and
+# element-wise kernels; bench/RESULTS.md, "Precision per model"): --precision=auto picks fp32 for them there.
+_COMMON = dict(input_size=224, eval_resize=256, interpolation="bilinear", min_input_size=1, fp32_faster_on=("cpu",))
 
 MODELS.register_lazy(
     "mobilenet_v2", "zoo.nets.mobilenet:mobilenet_v2",

@@ -70,6 +70,9 @@ class ModelRecipe:
             position embedding): ``--embedding_weight_decay`` applies to them.
         aux_loss_weights: weight of each auxiliary head's loss in training, in the order of the
             model's extra outputs (inception_v3: ``(0.4,)``); evaluation uses the first output only.
+        fp32_faster_on: kinds of backend (``cpu``, ``gpu``) on which this model was measured to train faster in
+            float32 than in the mixed precision ``--precision=auto`` would otherwise pick there, so that ``auto``
+            picks fp32 for it (the measurements: bench/RESULTS.md).
     """
 
     input_size: int = 224
@@ -93,6 +96,7 @@ class ModelRecipe:
     classifier: Tuple[str, ...] = ("logits",)
     embedding_variables: Tuple[str, ...] = ()
     aux_loss_weights: Tuple[float, ...] = ()
+    fp32_faster_on: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
