@@ -49,11 +49,13 @@ lint: setup
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations --exclude-regex '^\.venv' .
 	$(PY) tools/check_build_deps.py
 
-# Benchmarks (not tests); each adds itself as a prerequisite of `bench`. Results: bench/RESULTS.md.
-bench: bench-train-step
+# Benchmarks (not tests). `make bench`: the training step of six zoo models in fp32 and bf16 against PyTorch and
+# the machine's GEMM-bound limit, evaluation from JPEGs against torchvision's loader, 2-worker scaling; one table
+# (bench/suite.py; results and the machine they were measured on: bench/RESULTS.md). Run it on a quiet machine.
+bench: setup
+	$(PY) bench/suite.py
 .PHONY: bench-train-step
-# AlexNet at batches 64 and 128 in fp32 and mixed bf16: ours, PyTorch (both memory formats) and the
-# machine's GEMM-bound limit, measured in the same run; ends with the table of bench/RESULTS.md.
+# AlexNet alone at batches 64 and 128 in fp32 and mixed bf16, two alternating rounds.
 bench-train-step: setup
 	$(PY) bench/train_step.py --model=alexnet --batches=64,128 --precisions=fp32,bf16
 

@@ -26,6 +26,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Events that enclose other ops' events (a whole function call) rather than being ops themselves.
 _UMBRELLAS = {"Process", "?"}
 
+# Op classes of the breakdown (bench/RESULTS.md): what is matrix compute and what is not.
+OP_CLASSES = (
+    ("depthwise convolution", ("DepthwiseConv2dNative",)),
+    ("matrix compute (conv, matmul)", ("Conv2D", "MatMul", "BatchMatMul", "Einsum", "_FusedConv2D", "_FusedMatMul",
+                                       "Conv2DBackpropInput", "Conv2DBackpropFilter", "_MklNativeConv2D",
+                                       "_MklNativeMatMul", "_MklNativeFusedConv2D", "_MklNativeFusedMatMul",
+                                       "_MklNativeConv2DBackpropInput", "_MklNativeConv2DBackpropFilter",
+                                       "_MklNativeBatchMatMulV2", "_MklBatchMatMulV2", "BatchMatMulV2",
+                                       "_MklMatMul", "_MklFusedBatchMatMulV2")),
+    ("casts", ("Cast", "_MklCast")),
+    ("normalisation (batch/layer norm)", ("FusedBatchNorm", "BatchNorm", "LayerNorm", "Moments", "Rsqrt",
+                                          "SquaredDifference")),
+    ("pooling", ("Pool",)),
+    ("optimizer update", ("Apply", "ResourceApply", "AssignAdd", "AssignSub", "AssignVariable")),
+    ("reductions (sums, means, finiteness)", ("Sum", "Mean", "Max", "Min", "All", "Any", "IsFinite", "L2Loss")),
+    ("collectives", ("Collective", "AllReduce", "NcclAllReduce")),
+)
+
+
+def op_class(op_type: str) -> str:
+    """The class of ``op_type`` in the breakdown; element-wise and data movement for the rest."""
+    for name, markers in OP_CLASSES:
+        if any(op_type == m or (len(m) > 4 and m in op_type) for m in markers):
+            return name
+    return "element-wise and data movement"
+
 
 def op_times(logdir: str) -> collections.Counter:
     """Seconds per op type from the newest ``*.xplane.pb`` under ``logdir`` (TensorFlow op events)."""
@@ -72,7 +98,7 @@ def main(argv=None) -> int:
     from training.schedules import WarmupDecaySchedule
     from training.trainer import TrainConfig, Trainer
 
-    set_precision_policy(args.precision)
+    set_precision_policy(args.precision, float32_layers=CPUBackend.float32_layers)  # as main.py on this backend
     backend = CPUBackend()
     backend.setup()
     schedule = WarmupDecaySchedule(0.01, 1000, warmup_epochs=0, max_epochs=1, kind="constant")
@@ -100,6 +126,12 @@ def main(argv=None) -> int:
     total = sum(totals.values())
     for op_type, seconds in totals.most_common(args.top):
         print(json.dumps(dict(model=args.model, precision=args.precision, batch=args.batch, op_type=op_type,
+                              seconds_per_step=round(seconds / args.steps, 4), share=round(seconds / total, 3))))
+    classes: collections.Counter = collections.Counter()
+    for op_type, seconds in totals.items():
+        classes[op_class(op_type)] += seconds
+    for name, seconds in classes.most_common():
+        print(json.dumps(dict(model=args.model, precision=args.precision, batch=args.batch, op_class=name,
                               seconds_per_step=round(seconds / args.steps, 4), share=round(seconds / total, 3))))
     print(json.dumps(dict(model=args.model, precision=args.precision, op_type="(all ops)",
                           seconds_per_step=round(total / args.steps, 4), share=1.0)))
