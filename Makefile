@@ -33,7 +33,7 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
 	$(PY) tools/check_build_deps.py
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
 
 # The tests marked slow (deselected by default): the biggest parity checks and end-to-end zoo runs.

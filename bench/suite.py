@@ -95,6 +95,8 @@ def eval_part(args: argparse.Namespace) -> List[Dict[str, Any]]:
         if {"ours", "torchvision"} <= set(found):
             out.append(dict(precision=precision, ours=found["ours"]["images_per_second"],
                             torch=found["torchvision"]["images_per_second"],
+                            ours_forward=found["ours"].get("forward_only_images_per_second"),
+                            torch_forward=found["torchvision"].get("forward_only_images_per_second"),
                             torch_setup=f"{found['torchvision'].get('memory_format')}, "
                                         f"{found['torchvision'].get('workers')} loader workers"))
     return out
@@ -143,10 +145,11 @@ def report(machine: Dict[str, Any], train: List[Dict[str, Any]], evaluation: Lis
                            f"{row['fp32']['ours']:.1f} | {_ratio(row[row['auto']]['ours'], row['fp32']['ours'])} |")
     if evaluation:
         out += ["", "| evaluation from JPEGs, resnet50, batch 64 | ours img/s | torchvision loader + model img/s "
-                "(best setup) | ours / torchvision |", "|---|---|---|---|"]
+                "(best setup) | ours / torchvision | forward pass alone img/s, ours / PyTorch |",
+                "|---|---|---|---|---|"]
         for e in evaluation:
             out.append(f"| {e['precision']} | {e['ours']:.1f} | {e['torch']:.1f} ({e['torch_setup']}) | "
-                       f"{_ratio(e['ours'], e['torch'])}x |")
+                       f"{_ratio(e['ours'], e['torch'])}x | {e['ours_forward']} / {e['torch_forward']} |")
     if scaling:
         out += ["", "| AlexNet fp32, per-rank batch | 1 worker (1 core) img/s | 2 workers (1 core each) img/s | "
                 "efficiency |", "|---|---|---|---|"]

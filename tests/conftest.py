@@ -29,3 +29,24 @@ def run_main(*args: str, env=None, timeout: int = 600, check: bool = True) -> su
 @pytest.fixture
 def main_runner():
     return run_main
+
+
+# Per-model tests run every zoo model under `make test-slow`; the default suite runs one or two of each family
+# (every kind of block, layer and head), so that it stays within CI's time budget on 2 cores. The rest are the
+# same blocks at other depths and widths (ResNet-34/101/152, Wide ResNet, VGG-16/19, MobileNetV3-Large).
+DEFAULT_SUITE_MODELS = ("alexnet", "alexnet_modelzoo", "convnext_tiny", "densenet121", "efficientnet_b0",
+                        "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "resnext50_32x4d",
+                        "vgg11", "vit_b_16")
+
+
+def zoo_params(names, default=DEFAULT_SUITE_MODELS):
+    """``pytest.param`` per model name, marked ``slow`` unless in ``default``."""
+    return [pytest.param(n, id=n, marks=[] if n in default else [pytest.mark.slow]) for n in names]
+
+
+def pytest_runtest_logreport(report):
+    """With ``MODELZOO_TEST_TIMES=FILE``, appends each test's phase durations to FILE (for sizing the suite)."""
+    path = os.environ.get("MODELZOO_TEST_TIMES")
+    if path and report.when in ("setup", "call", "teardown"):
+        with open(path, "a") as f:
+            f.write(f"{report.duration:.2f} {report.when} {report.nodeid}\n")

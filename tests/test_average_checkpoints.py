@@ -110,6 +110,7 @@ def test_improved_selects_the_last_k_evaluations_that_beat_every_earlier_one(tmp
         tool.improved_checkpoints(run, 3)
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_a_trained_run_s_average_evaluates_with_mode_evaluate(tmp_path, main_runner):
     """End to end: main.py trains and saves three checkpoints, the tool averages them, --mode=evaluate scores
     the average exactly as numpy does."""

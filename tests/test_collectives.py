@@ -102,6 +102,7 @@ def test_collective_timeout_costs_one_thread_and_a_stop_request_stops_every_rank
     assert reports[0]["loss"] == reports[1]["loss"]
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_a_stuck_peer_ends_the_wait_with_one_line(tmp_path):
     procs, outputs, reports = _run_workers("hang", tmp_path)
     # Rank 0 waited in its all-reduce of step 7 while rank 1's input stalled: its watchdog aborted.

@@ -148,6 +148,7 @@ def test_file_list_errors_are_one_line(tmp_path):
         FileListDataset(recipe=recipe(SIZE))
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_file_list_trains_through_main(tmp_path):
     """--train_list alone picks the file_list dataset; --val_split carves its validation split."""
     names = [f"{c}/{i}.jpg" for c in ("ant", "bee") for i in range(4)]

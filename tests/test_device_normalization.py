@@ -22,6 +22,7 @@ def test_uint8_batches_normalise_to_what_the_host_would_hand():
     np.testing.assert_allclose(normalised, (images.numpy() / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_training_and_evaluation_are_the_same_on_host_and_device(tmp_path):
     """Two steps on the demo's real JPEGs, then evaluation: the same numbers either way."""
     runs = {}

@@ -85,6 +85,7 @@ def test_two_worker_processes_match_one_device(single_device, tmp_path):
     assert len(set(losses(out))) > 1
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_mirrored_two_logical_cpus_match_one_device(single_device, tmp_path):
     single_dir, single_out = single_device
     log_dir = str(tmp_path / "mirrored")
@@ -149,6 +150,7 @@ def test_killing_a_worker_stops_the_run_then_a_restart_resumes(tmp_path):
     assert len(re.findall(r"weights identical on all 2 ranks", out)) == 2
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_worker_hosts_ranks_that_disagree_on_the_resume_step_fail_clearly(single_device, tmp_path):
     """Two processes join a cluster by --worker_hosts/--task_index (no launcher); rank 0 finds a
     checkpoint, rank 1 does not (no shared directory): both stop with a message, none hangs."""
@@ -186,6 +188,7 @@ def _bn_stats(directory: str) -> dict:
     return stats
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_sync_bn_two_workers_match_one_device_statistics(tmp_path):
     """--sync_bn: two workers with half the batch each keep the statistics of one device on the whole batch."""
     common = [c for c in COMMON if not c.startswith(("--extra_modules", "--lr=", "--dropout"))] + BN

@@ -254,6 +254,7 @@ def test_train_and_evaluate(tmp_path):
     assert rerun.stdout.rstrip().endswith(eval_table.FINISHED)
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_two_worker_processes_count_like_one(tmp_path):
     """--rank_size=2: two processes under MultiWorkerMirroredStrategy each read their shard (4 and 3
     examples, batch 2: both end in a partial batch); both print the one-process numbers."""
@@ -276,6 +277,7 @@ def test_two_worker_processes_count_like_one(tmp_path):
         assert row["loss"] == round(ev.expected_loss(), 2)
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_a_replica_whose_shard_ran_out_does_not_run_the_model(tmp_path):
     """Two replicas, 5 images, batches of 2: replica 1's last batch is empty; all 5 count, once."""
     log_dir = tmp_path / "run"

@@ -159,8 +159,8 @@ SIZES = {"alexnet": 63, "alexnet_modelzoo": 63, "inception_v3": 75}
 # adaptive pooling, ResNet's padded pooling, the depthwise initializer and hardswish, stochastic depth, layer
 # scale, ViT's token, embedding and attention initializer); the fixes of the converters for TFLite and ONNX
 # (exact GELU's Erfc: ConvNeXt; grouped convolutions: ResNeXt). The run above covers ResNet-18 in every format.
-KERAS_FAST = ("alexnet", "mobilenet_v3_small", "resnet18", "efficientnet_b0", "convnext_tiny", "vit_b_16")
-TFLITE_FAST = ("mobilenet_v3_small", "resnet18")
+KERAS_FAST = ("alexnet", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+TFLITE_FAST = ("mobilenet_v3_small",)
 ONNX_FAST = ("mobilenet_v3_small", "convnext_tiny", "resnext50_32x4d")
 
 

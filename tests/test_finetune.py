@@ -308,6 +308,7 @@ def test_linear_probe_flag_file_end_to_end(resnet18_pth, photos, tmp_path):
     assert re.search(r"^\s+2\s+0\.7\s+\d+\.\d+\s+100\.00\s", evaluation.stdout, re.M), evaluation.stdout
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 @pytest.mark.keras2  # the NPU path's Keras trains the same way: frozen layers, the head's multiplier
 def test_full_fine_tune_flag_file_downloads_and_trains_everything(served, photos, tmp_path):
     """The full fine-tune file with the weights given by URL: downloaded once into the cache, checked, converted;
@@ -452,6 +453,7 @@ def test_readme_fine_tune_example_runs_as_written(resnet18_pth, photos, tmp_path
     assert f"--pretrained={tmp_path}/runs/probe (checkpoint " in outputs[5] and "kept fresh: none" in outputs[5]
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_two_worker_processes_freeze_and_multiply_alike(resnet18_pth, photos, tmp_path):
     """--rank_size=2 on CPUs (two worker processes, MultiWorkerMirroredStrategy): the multipliers find every
     distributed variable (a miss would stop the run), the frozen backbone stays the file's on both ranks."""

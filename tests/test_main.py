@@ -49,6 +49,7 @@ def test_loss_falls_on_a_fixed_synthetic_batch(tmp_path):
     assert not list_checkpoints(str(tmp_path))  # --nodo_checkpoint writes none
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_killed_run_resumes_without_repeating_or_skipping_steps(tmp_path):
     log_dir = tmp_path / "run"
     args = [*FAST, "--max_train_steps=40", "--save_summary_steps=2", "--iterations_per_loop=2",
@@ -81,6 +82,7 @@ def test_killed_run_resumes_without_repeating_or_skipping_steps(tmp_path):
     assert after == list(range(resumed_at + 2, 41, 2))
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_flagfile_runs_with_overrides(tmp_path):
     out = run_main("--flagfile=configs/alexnet_imagenet_1p.flags", "--backend=cpu", "--synthetic",
                    "--max_train_steps=2", "--batch_size=4", "--image_size=63", "--num_classes=10",
@@ -137,6 +139,7 @@ def test_list_filters_models_by_wildcard():
     assert "alexnet" not in out.stdout and "backends:" not in out.stdout
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_recipe_supplies_defaults_of_flags_not_set(tmp_path):
     out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
                    "--batch_size=2", "--max_train_steps=2", "--save_summary_steps=1", "--lr=0.05",
@@ -152,6 +155,7 @@ def test_recipe_supplies_defaults_of_flags_not_set(tmp_path):
     assert [p["lr"] for p in log_lines(out.stdout)] == [0.05, 0.05]
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_recipe_lr_is_scaled_to_the_global_batch_unless_set(tmp_path):
     out = run_main("--model=resnet18", "--backend=cpu", "--synthetic", "--image_size=32", "--num_classes=4",
                    "--batch_size=8", "--max_train_steps=1", "--save_summary_steps=1", f"--log_dir={tmp_path}")

@@ -93,6 +93,7 @@ def test_float16_overflow_on_one_replica_is_skipped_by_all(legacy_keras):
     assert out["step"] == 4 and out["loss_scale"] == 32768.0 / 2
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_a_huge_lr_stops_main_with_one_line_and_only_finite_checkpoints(tmp_path):
     from conftest import run_main
 
@@ -107,7 +108,7 @@ def test_a_huge_lr_stops_main_with_one_line_and_only_finite_checkpoints(tmp_path
     assert all(_checkpoint_is_finite(p) for p in saved)
 
 
-@pytest.mark.parametrize("legacy_keras", ["0", "1"], ids=["keras3", "keras2"])
+@pytest.mark.parametrize("legacy_keras", ["0", pytest.param("1", marks=pytest.mark.slow)], ids=["keras3", "keras2"])
 def test_float16_overflow_on_one_worker_process_is_skipped_by_both(legacy_keras):
     """Two worker processes (MultiWorkerMirroredStrategy over loopback): only worker 1 overflows."""
     import socket

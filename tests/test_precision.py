@@ -89,6 +89,7 @@ def test_gpu_backend_auto_precision_reads_each_used_gpus_device_description(monk
     assert backend.resolve_precision() == note  # decided once
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_auto_is_the_default_and_the_log_says_what_it_chose_and_why(tmp_path):
     from backends.precision import cpu_flags, cpu_precision
 

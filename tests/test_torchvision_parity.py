@@ -9,6 +9,7 @@ a reference for this project.
 
 import numpy as np
 import pytest
+from conftest import zoo_params
 from torchvision_ref import reference_model, state_dict_numpy, torch_logits
 
 import zoo
@@ -18,8 +19,8 @@ NUM_CLASSES = 10
 
 
 def _models():
-    return [pytest.param(name, id=name) for name in zoo.list_models(builtin_only=True)
-            if zoo.get_torchvision_source(name) is not None]
+    return zoo_params([name for name in zoo.list_models(builtin_only=True)
+                       if zoo.get_torchvision_source(name) is not None])
 
 
 def _other_size(recipe) -> int:

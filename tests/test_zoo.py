@@ -5,6 +5,7 @@ import fnmatch
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import zoo_params
 
 import zoo
 from keras_compat import keras
@@ -19,11 +20,16 @@ def _names():
     return [pytest.param(n, id=n) for n in zoo.list_models(builtin_only=True)]
 
 
+def _heavy():
+    """Models of the tests that build and train: a representative set by default, all under `make test-slow`."""
+    return zoo_params(zoo.list_models(builtin_only=True))
+
+
 def _small_size(recipe) -> int:
     return max(recipe.min_input_size, 64)
 
 
-@pytest.mark.parametrize("name", _names())
+@pytest.mark.parametrize("name", _heavy())
 def test_parameter_count_at_1000_classes_is_torchvision_s(name):
     expected = MODELS.metadata(name).get("params")
     assert expected, f"{name} is registered without params="
@@ -33,7 +39,7 @@ def test_parameter_count_at_1000_classes_is_torchvision_s(name):
 
 
 @pytest.mark.keras2
-@pytest.mark.parametrize("name", _names())
+@pytest.mark.parametrize("name", _heavy())
 def test_trains_one_step_and_round_trips_a_checkpoint(name, tmp_path):
     recipe = zoo.get_recipe(name)
     size = _small_size(recipe)

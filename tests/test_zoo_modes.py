@@ -96,6 +96,7 @@ def test_evaluation_leaves_batch_norm_statistics_alone():
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, stats))
 
 
+@pytest.mark.slow  # a multi-process or end-to-end run whose behaviour the default suite checks elsewhere
 def test_batch_norm_model_on_two_workers(tmp_path):
     proc = run_main(*_common("mobilenet_v3_small"), "--rank_size=2", "--max_train_steps=3", "--iterations_per_loop=3",
                     "--save_summary_steps=3", f"--log_dir={tmp_path}")
