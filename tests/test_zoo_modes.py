@@ -43,8 +43,8 @@ def _jpeg(path):
     return str(path)
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=[pytest.mark.slow] if m != "mobilenet_v3_small" else [])
-                                   for m in SIZES])
+@pytest.mark.slow  # every mode of a run is checked in the default suite by tests/test_later_modes.py
+@pytest.mark.parametrize("model", list(SIZES))
 def test_train_and_evaluate_predict_export(model, tmp_path):
     run_dir = tmp_path / "run"
     proc = run_main(*_common(model), "--mode=train_and_evaluate", "--max_train_steps=4", "--iterations_per_loop=2",
