@@ -16,7 +16,7 @@ where none is known).
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import tensorflow as tf
 
@@ -24,7 +24,7 @@ from datasets import preprocessing
 from evaluation.predictor import InferenceModel
 
 __all__ = ["BYTES_SIGNATURE", "IMAGES_SIGNATURE", "SIGNATURES", "UINT8_SIGNATURE", "ServingModule",
-           "save_saved_model", "write_saved_model"]
+           "save_saved_model"]
 
 BYTES_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
@@ -90,18 +90,3 @@ def save_saved_model(inference: InferenceModel, directory: str, *, top_k: int = 
     module = ServingModule(inference, top_k=top_k)
     tf.saved_model.save(module, directory, signatures=module.signatures())
     return module
-
-
-def write_saved_model(inference: InferenceModel, export_dir: str, *, model_name: str = "", top_k: int = 5,
-                      overwrite: bool = False, protected: Optional[str] = None) -> str:
-    """Writes a SavedModel export (with ``serving_config.json`` and the label map) to ``export_dir``
-    atomically; returns its absolute path. :func:`export.writer.write_export` with only this format.
-
-    Raises:
-        export.directory.ExportDirNotEmpty: ``export_dir`` is not empty and not ``overwrite`` (one line
-            naming the folder and ``--overwrite``); nothing is written.
-    """
-    from export.writer import write_export  # the writer uses this module
-
-    return write_export(inference, export_dir, ("saved_model",), model_name=model_name, top_k=top_k,
-                        overwrite=overwrite, protected=protected).export_dir
