@@ -27,22 +27,29 @@ demo: setup-runtime
 # Code the Ascend NPU path imports or runs there, where Python is at most 3.9.
 PY39_SOURCES := main.py registry.py keras_compat.py atomic.py run_dir.py exit_codes.py backends datasets training zoo tools
 
+# Test processes (pytest-xdist). Each test file runs whole in one of them, so a file's module fixtures (a trained
+# run, an export) are built once. Most of a test's time is single-threaded (imports, tracing, subprocess start-up),
+# so two processes on CI's 2 cores take about two thirds of one's time; more need more memory (each runs TensorFlow
+# and starts main.py processes): `make test TEST_WORKERS=4` on a bigger machine, 0 for one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 # The whole test suite (what CI runs): Python 3.9 syntax of the NPU path, every test under Keras 3,
 # then the tests marked keras2 again under Keras 2 (tf_keras), which the NPU adapter runs on.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --target=3.9- --no-tips --violations $(PY39_SOURCES)
 	$(PY) tools/check_build_deps.py
-	$(PY) -m pytest -q --durations=30 tests
-	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
+	$(PYTEST) --durations=30 tests
+	TF_USE_LEGACY_KERAS=1 $(PYTEST) -m keras2 tests
 
 # The tests marked slow (deselected by default): the biggest parity checks and end-to-end zoo runs.
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests
+	$(PYTEST) -m slow tests
 
 # Only the Keras 2 pass.
 test-keras2: setup
-	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m keras2 tests
+	TF_USE_LEGACY_KERAS=1 $(PYTEST) -m keras2 tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -39,14 +39,25 @@ DEFAULT_SUITE_MODELS = ("alexnet", "alexnet_modelzoo", "convnext_tiny", "densene
                         "vgg11", "vit_b_16")
 
 
-def zoo_params(names, default=DEFAULT_SUITE_MODELS):
-    """``pytest.param`` per model name, marked ``slow`` unless in ``default``."""
-    return [pytest.param(n, id=n, marks=[] if n in default else [pytest.mark.slow]) for n in names]
+# The models whose per-model tests also run under Keras 2: one of each kind of layer the NPU path's Keras builds
+# differently (plain convolutions, batch norm, grouped and depthwise convolutions, squeeze-excitation, stochastic
+# depth, concatenation, auxiliary heads, layer norm and layer scale, attention).
+KERAS2_MODELS = ("alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "inception_v3", "mobilenet_v3_small",
+                 "resnext50_32x4d", "vit_b_16")
+
+
+def zoo_params(names, default=DEFAULT_SUITE_MODELS, marks=None):
+    """``pytest.param`` per model name, marked ``slow`` unless in ``default``, plus ``marks[name]`` if given."""
+    def marks_of(name):
+        return ([] if name in default else [pytest.mark.slow]) + list((marks or {}).get(name, ()))
+    return [pytest.param(n, id=n, marks=marks_of(n)) for n in names]
 
 
 def pytest_runtest_logreport(report):
     """With ``MODELZOO_TEST_TIMES=FILE``, appends each test's phase durations to FILE (for sizing the suite)."""
     path = os.environ.get("MODELZOO_TEST_TIMES")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # under pytest-xdist the controller writes every worker's reports
+        return
     if path and report.when in ("setup", "call", "teardown"):
         with open(path, "a") as f:
             f.write(f"{report.duration:.2f} {report.when} {report.nodeid}\n")

@@ -5,7 +5,7 @@ import fnmatch
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import zoo_params
+from conftest import KERAS2_MODELS, zoo_params
 
 import zoo
 from keras_compat import keras
@@ -20,9 +20,9 @@ def _names():
     return [pytest.param(n, id=n) for n in zoo.list_models(builtin_only=True)]
 
 
-def _heavy():
+def _heavy(marks=None):
     """Models of the tests that build and train: a representative set by default, all under `make test-slow`."""
-    return zoo_params(zoo.list_models(builtin_only=True))
+    return zoo_params(zoo.list_models(builtin_only=True), marks=marks)
 
 
 def _small_size(recipe) -> int:
@@ -38,8 +38,7 @@ def test_parameter_count_at_1000_classes_is_torchvision_s(name):
     assert count == expected
 
 
-@pytest.mark.keras2
-@pytest.mark.parametrize("name", _heavy())
+@pytest.mark.parametrize("name", _heavy(marks={name: [pytest.mark.keras2] for name in KERAS2_MODELS}))
 def test_trains_one_step_and_round_trips_a_checkpoint(name, tmp_path):
     recipe = zoo.get_recipe(name)
     size = _small_size(recipe)
