@@ -131,9 +131,10 @@ def test_url_is_downloaded_verified_and_converted(tmp_path, monkeypatch):
 
 
 def test_predict_on_real_photos_matches_torchvision_through_its_own_transforms(converted, tmp_path):
-    """The issue's end-to-end check: converted weights, ``main.py --mode=predict`` on a folder of real JPEGs of
-    mixed sizes (decode and evaluation transforms ours), against torchvision's model fed through torchvision's
-    own ``Resize(256, antialias) + CenterCrop(224) + ToTensor + Normalize`` on PIL.
+    """The end-to-end check: converted weights, ``main.py --mode=predict`` on a folder of 36 real JPEGs of mixed
+    sizes and ``--mode=evaluate`` on the same photos as a labelled folder (decode and evaluation transforms ours),
+    against torchvision's model fed through torchvision's own ``Resize(256, antialias) + CenterCrop(224) +
+    ToTensor + Normalize`` on PIL.
 
     Tolerance, derived per image: the network is exact (tests/test_torchvision_parity.py, 1e-4), so what
     separates the two is the input, whose difference is bounded by tests/test_eval_transforms.py (mean <=
@@ -155,19 +156,36 @@ def test_predict_on_real_photos_matches_torchvision_through_its_own_transforms(c
     folder = tmp_path / "photos" / "nested"
     folder.mkdir(parents=True)
     sources = load_sample_images().images
-    sizes = [(300, 300), (333, 517), (640, 427), (1601, 733), (1200, 400), (401, 1203), (257, 256), (900, 600)]
     rng = np.random.default_rng(5)
-    paths = []
+    # Edge cases first (square, exactly the resize size, very wide and tall, large), then random sizes and crops.
+    sizes = [(300, 300), (333, 517), (640, 427), (1601, 733), (1200, 400), (401, 1203), (257, 256), (900, 600)]
+    sizes += [(int(rng.integers(224, 1000)), int(rng.integers(224, 1000))) for _ in range(28)]
+    paths, labels = [], []
+    data = tmp_path / "labelled"
     for i, size in enumerate(sizes):
         source = sources[i % 2]
         h, w = source.shape[:2]
         y, x = int(rng.integers(0, h // 3)), int(rng.integers(0, w // 3))
+        photo = Image.fromarray(source[y:, x:]).resize(size, Image.BICUBIC)
         path = folder / f"photo_{i}.jpg"
-        Image.fromarray(source[y:, x:]).resize(size, Image.BICUBIC).save(path, "JPEG", quality=90)
+        photo.save(path, "JPEG", quality=90)
         paths.append(str(path))
+        # The same bytes in a labelled folder for --mode=evaluate; labels cycle so that every class has photos.
+        labels.append(i % NUM_CLASSES)
+        for split in ("train", "val"):
+            (data / split / f"c{labels[-1]}").mkdir(parents=True, exist_ok=True)
+            (data / split / f"c{labels[-1]}" / path.name).write_bytes(path.read_bytes())
+    labels = np.array(labels)
     csv_path = tmp_path / "predictions.csv"
     run_main("--mode=predict", f"--model={MODEL}", "--backend=cpu", f"--checkpoint_path={checkpoint}",
              f"--image={tmp_path / 'photos'}", f"--top_k={NUM_CLASSES}", f"--predictions_csv={csv_path}")
+    run_main("--mode=evaluate", f"--model={MODEL}", "--backend=cpu", f"--checkpoint_path={checkpoint}",
+             f"--data_dir={data}", "--label_smoothing=0", "--batch_size=8", f"--log_dir={tmp_path / 'eval'}")
+    import json
+
+    evaluated = [json.loads(line) for line in open(tmp_path / "eval" / "metrics.jsonl", encoding="utf-8")]
+    evaluated = [r for r in evaluated if r["type"] == "eval"]
+    assert len(evaluated) == 1 and evaluated[0]["examples"] == len(paths), evaluated
     import csv
 
     rows = {os.path.basename(r["path"]): r for r in csv.DictReader(open(csv_path, encoding="utf-8"))}
@@ -199,3 +217,15 @@ def test_predict_on_real_photos_matches_torchvision_through_its_own_transforms(c
           f"{explained.max():.2e}")
     assert mean_input_difference <= 0.5
     assert agree >= len(paths) - int(np.sum(explained > 0.05))  # a flip only where the input moved things
+
+    # --mode=evaluate on the labelled photos: its cross entropy and top-1 against torchvision's on the same labels,
+    # within what the input difference explains (the same PyTorch model on our input) plus the network's parity.
+    def cross_entropy(probabilities):
+        return -np.log(probabilities[np.arange(len(labels)), labels])
+
+    want_loss, on_our_input = cross_entropy(want), cross_entropy(softmax(torch_logits(reference, our_input)))
+    loss_explained = float(np.abs(on_our_input - want_loss).mean())
+    assert abs(evaluated[0]["loss"] - want_loss.mean()) <= loss_explained + 1e-3, (evaluated[0], want_loss.mean())
+    want_correct = int(np.sum(np.argmax(want, axis=1) == labels))
+    flips = int(np.sum(explained > 0.05))
+    assert abs(evaluated[0]["top1_correct"] - want_correct) <= flips, (evaluated[0], want_correct)
