@@ -234,8 +234,9 @@ def test_check_data_lists_every_unreadable_file_and_record(folders, shards, caps
 
 def test_main_strict_fails_with_one_line_naming_the_file(folders, tmp_path):
     _, bad, names = folders
+    # Three steps of 4 read the whole epoch of 12 files, so a bad one is reached whatever the shuffled order.
     proc = run_main("--model=alexnet", "--backend=cpu", f"--data_dir={bad}", "--image_size=63", "--batch_size=4",
-                    "--max_train_steps=2", "--iterations_per_loop=1", "--min_crop_area=1.0", "--nodo_checkpoint",
+                    "--max_train_steps=3", "--iterations_per_loop=1", "--min_crop_area=1.0", "--nodo_checkpoint",
                     "--strict", f"--log_dir={tmp_path}/run", check=False)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
