@@ -48,7 +48,7 @@ def test_evaluation_builds_the_model_at_the_validation_crop():
     assert evaluation_config(same) is same
 
 
-def test_vit_is_refused_in_one_line():
+def test_vit_is_refused_in_one_line(tmp_path):
     config = _resolved("--model=vit_b_16", "--train_crop_size=160", "--val_crop_size=224").config
     with pytest.raises(ValueError, match=r"vit_b_16 evaluates at the size it trained at") as error:
         evaluation_config(config)
@@ -56,7 +56,7 @@ def test_vit_is_refused_in_one_line():
     assert not zoo.get_recipe("vit_b_16").size_agnostic and zoo.get_recipe("resnet50").size_agnostic
     # main.py refuses before training anything (the run could never be evaluated).
     out = run_main("--model=vit_b_16", "--synthetic", "--image_size=32", "--val_crop_size=48", "--backend=cpu",
-                   "--max_train_steps=1", check=False)
+                   "--max_train_steps=1", f"--log_dir={tmp_path}", check=False)
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]  # exit_codes.py: an error in one line
     errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--val_crop_size=48 differs from the training crop 32" in errors[0]

@@ -92,8 +92,8 @@ def test_flagfile_runs_with_overrides(tmp_path):
     assert [p["step"] for p in log_lines(out.stdout)] == [1, 2]
 
 
-def test_unknown_model_names_the_closest():
-    out = run_main("--model=resnet05", "--backend=cpu", "--synthetic", check=False)
+def test_unknown_model_names_the_closest(tmp_path):
+    out = run_main("--model=resnet05", "--backend=cpu", "--synthetic", f"--log_dir={tmp_path}", check=False)
     assert out.returncode != 0
     assert "--model=resnet05: Unknown model 'resnet05'. Did you mean 'resnet50'?" in out.stderr
     assert "alexnet" in out.stderr
@@ -111,8 +111,9 @@ def test_unknown_model_names_the_closest():
     ("--model=vit_b_16 --image_size=40", "error: vit_b_16 needs an input size that is a multiple of 16, got "
      "--image_size=40; use --image_size=32."),
 ])
-def test_bad_flag_values_name_the_flag(flag, message):
-    out = run_main(*flag.split(), "--backend=cpu", "--synthetic", check=False)
+def test_bad_flag_values_name_the_flag(flag, message, tmp_path):
+    # Its own --log_dir: a run refused after it took the default directory's lock would refuse a concurrent one.
+    out = run_main(*flag.split(), "--backend=cpu", "--synthetic", f"--log_dir={tmp_path}", check=False)
     assert out.returncode != 0
     assert message in out.stderr
 

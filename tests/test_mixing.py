@@ -179,5 +179,6 @@ def test_main_trains_on_the_demo_with_every_augmentation(tmp_path):
     assert "image_size=63" in out.stdout
     steps = [parse_line(line) for line in out.stdout.splitlines() if line.startswith("step:")]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
-    bad = run_main("--synthetic", "--train_crop_size=64", "--image_size=96", check=False)
+    bad = run_main("--synthetic", "--train_crop_size=64", "--image_size=96", f"--log_dir={tmp_path / 'bad'}",
+                   check=False)
     assert bad.returncode == 2 and "error: --train_crop_size=64 differs from --image_size=96" in bad.stderr

@@ -191,8 +191,8 @@ def test_every_lazy_registry_entry_loads():
             assert callable(reg.entry(name).obj), (reg.kind, name)
 
 
-def test_print_config_shows_every_setting_and_its_source():
-    out = run_main("--model=resnet18", "--batch_size=5", "--print_config").stdout
+def test_print_config_shows_every_setting_and_its_source(tmp_path):
+    out = run_main("--model=resnet18", "--batch_size=5", f"--log_dir={tmp_path}", "--print_config").stdout
     rows = [line for line in out.splitlines() if " batch_size " in f" {line} "]
     assert rows and rows[0].split()[-2:] == ["command", "line"] and "5" in rows[0].split()
     assert len([line for line in out.splitlines() if line.strip()]) >= len(
