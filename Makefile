@@ -29,8 +29,8 @@ PY39_SOURCES := main.py registry.py keras_compat.py atomic.py run_dir.py exit_co
 
 # Test processes (pytest-xdist). Each test file runs whole in one of them, so a file's module fixtures (a trained
 # run, an export) are built once. Most of a test's time is single-threaded (imports, tracing, subprocess start-up),
-# so two processes on CI's 2 cores take about two thirds of one's time; more need more memory (each runs TensorFlow
-# and starts main.py processes): `make test TEST_WORKERS=4` on a bigger machine, 0 for one process.
+# so two processes on 2 cores take about half of one's time (README, Tests); more need more memory (each runs
+# TensorFlow and starts main.py processes): `make test TEST_WORKERS=4` on a bigger machine, 0 for one process.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 

@@ -5,9 +5,11 @@ user does, on a file written by ``torch.save`` (read by the tool without PyTorch
 and checks what ``main.py --mode=predict`` then prints against PyTorch on the same preprocessed image.
 """
 
+import csv
 import functools
 import hashlib
 import http.server
+import json
 import os
 import re
 import subprocess
@@ -153,40 +155,34 @@ def test_predict_on_real_photos_matches_torchvision_through_its_own_transforms(c
     import torchvision.transforms as T  # noqa: N812 - after the stub of tools/torchvision_models
 
     reference, checkpoint = converted
-    folder = tmp_path / "photos" / "nested"
-    folder.mkdir(parents=True)
     sources = load_sample_images().images
     rng = np.random.default_rng(5)
     # Edge cases first (square, exactly the resize size, very wide and tall, large), then random sizes and crops.
     sizes = [(300, 300), (333, 517), (640, 427), (1601, 733), (1200, 400), (401, 1203), (257, 256), (900, 600)]
     sizes += [(int(rng.integers(224, 1000)), int(rng.integers(224, 1000))) for _ in range(28)]
-    paths, labels = [], []
+    # A labelled folder (labels cycle, so that every class has photos); predict reads val/'s class folders as
+    # nested folders, evaluate reads val/ as the validation split (train/, the same photos, names the classes).
     data = tmp_path / "labelled"
+    labels = np.arange(len(sizes)) % NUM_CLASSES
+    paths = []
     for i, size in enumerate(sizes):
         source = sources[i % 2]
         h, w = source.shape[:2]
         y, x = int(rng.integers(0, h // 3)), int(rng.integers(0, w // 3))
         photo = Image.fromarray(source[y:, x:]).resize(size, Image.BICUBIC)
-        path = folder / f"photo_{i}.jpg"
-        photo.save(path, "JPEG", quality=90)
-        paths.append(str(path))
-        # The same bytes in a labelled folder for --mode=evaluate; labels cycle so that every class has photos.
-        labels.append(i % NUM_CLASSES)
         for split in ("train", "val"):
-            (data / split / f"c{labels[-1]}").mkdir(parents=True, exist_ok=True)
-            (data / split / f"c{labels[-1]}" / path.name).write_bytes(path.read_bytes())
-    labels = np.array(labels)
+            path = data / split / f"c{labels[i]}" / f"photo_{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            photo.save(path, "JPEG", quality=90)
+        paths.append(str(path))
     csv_path = tmp_path / "predictions.csv"
     run_main("--mode=predict", f"--model={MODEL}", "--backend=cpu", f"--checkpoint_path={checkpoint}",
-             f"--image={tmp_path / 'photos'}", f"--top_k={NUM_CLASSES}", f"--predictions_csv={csv_path}")
+             f"--image={data / 'val'}", f"--top_k={NUM_CLASSES}", f"--predictions_csv={csv_path}")
     run_main("--mode=evaluate", f"--model={MODEL}", "--backend=cpu", f"--checkpoint_path={checkpoint}",
              f"--data_dir={data}", "--label_smoothing=0", "--batch_size=8", f"--log_dir={tmp_path / 'eval'}")
-    import json
-
     evaluated = [json.loads(line) for line in open(tmp_path / "eval" / "metrics.jsonl", encoding="utf-8")]
     evaluated = [r for r in evaluated if r["type"] == "eval"]
     assert len(evaluated) == 1 and evaluated[0]["examples"] == len(paths), evaluated
-    import csv
 
     rows = {os.path.basename(r["path"]): r for r in csv.DictReader(open(csv_path, encoding="utf-8"))}
     assert len(rows) == len(paths) and not any(r["error"] for r in rows.values())
